@@ -1,0 +1,119 @@
+"""Pure-torch reference of the SymNoise noise stream (DESIGN section 3) and of the op's arithmetic.
+
+Everything here is bit-exact with the Triton kernel and runs anywhere torch runs. Philox4x32-10 is
+written out with int64 tensors: a 32x32-bit product does not fit a signed 64-bit integer, so each
+multiplier is split into 16-bit halves and the 64-bit product is rebuilt from two 48-bit ones.
+"""
+
+from numbers import Integral
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+PHILOX_ROUND_A = 0xD2511F53  # multiplies counter word 0
+PHILOX_ROUND_B = 0xCD9E8D57  # multiplies counter word 2
+PHILOX_KEY_A = 0x9E3779B9  # Weyl increments of the key
+PHILOX_KEY_B = 0xBB67AE85
+PHILOX_ROUNDS = 10
+
+CHUNK = 128  # columns whose signs come from one Philox call: 4 words x 32 bits
+MAX_SEED = 2**63
+MAX_ROWS = 2**32  # the row is Philox counter word 0, a uint32
+
+
+def _mulhilo32(a: torch.Tensor, multiplier: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) 32-bit words of a * multiplier, for int64 tensors holding uint32 values."""
+    m_hi, m_lo = multiplier >> 16, multiplier & 0xFFFF
+    low = a * m_lo  # < 2**48
+    high = a * m_hi  # < 2**48; the full product is high * 2**16 + low
+    hi = (high + (low >> 16)) >> 16
+    lo = (((high & 0xFFFF) << 16) + low) & MASK32
+    return hi, lo
+
+
+def philox4x32(
+    c0: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, c3: torch.Tensor, k0: int, k1: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random123 Philox4x32-10, vectorised over counters (int64 tensors holding uint32 values)."""
+    c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) & MASK32 for c in (c0, c1, c2, c3))
+    for _ in range(PHILOX_ROUNDS):
+        hi_a, lo_a = _mulhilo32(c0, PHILOX_ROUND_A)
+        hi_b, lo_b = _mulhilo32(c2, PHILOX_ROUND_B)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + PHILOX_KEY_A) & MASK32, (k1 + PHILOX_KEY_B) & MASK32
+    return c0, c1, c2, c3
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"seed must be an int in [0, 2**63), got {type(seed).__name__}")
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    return int(seed)
+
+
+def rademacher_bits(n_rows: int, dim: int, seed: int, device=None, row_start: int = 0) -> torch.Tensor:
+    """Bool (n_rows, dim): True where the sign of rows [row_start, row_start + n_rows) is +1."""
+    n_chunks = -(-dim // CHUNK)
+    rows = torch.arange(row_start, row_start + n_rows, device=device, dtype=torch.int64)[:, None]
+    chunks = torch.arange(n_chunks, device=device, dtype=torch.int64)[None, :]
+    zero = torch.zeros((), device=device, dtype=torch.int64)
+    words = philox4x32(
+        rows.expand(n_rows, n_chunks), chunks.expand(n_rows, n_chunks), zero, zero, seed & MASK32, seed >> 32
+    )
+    words = torch.stack(words, dim=-1).to(torch.int32)  # (N, C, 4); values >= 2**31 wrap, bits are kept
+    bits = torch.arange(32, device=device, dtype=torch.int32)
+    signs = ((words[..., None] >> bits) & 1).bool()  # (N, C, 4, 32): column = 128 c + 32 q + b
+    return signs.reshape(n_rows, n_chunks * CHUNK)[:, :dim]
+
+
+def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
+    """The Rademacher signs eps(n, j) of DESIGN section 3 as an int8 (n_rows, dim) tensor of +-1."""
+    for name, value in (("n_rows", n_rows), ("dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if n_rows > MAX_ROWS:
+        raise ValueError(f"n_rows must be at most 2**32 (the row is a 32-bit Philox counter), got {n_rows}")
+    bits = rademacher_bits(n_rows, dim, check_seed(seed), device)
+    return bits.to(torch.int8) * 2 - 1
+
+
+def round_to_bfloat16(v: torch.Tensor) -> torch.Tensor:
+    """fp32 -> bf16, round to nearest even on the integer bits; NaN stays NaN (quiet, sign and payload kept).
+
+    Same arithmetic as the kernel's store; equals `v.to(torch.bfloat16)` for every non-NaN value.
+    """
+    b = v.view(torch.int32).to(torch.int64) & MASK32
+    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    is_nan = (b & 0x7FFFFFFF) > 0x7F800000
+    out = torch.where(is_nan, (b >> 16) | 0x40, rounded)
+    out = torch.where(out >= 0x8000, out - 0x10000, out)  # as int16 (two's complement), without relying on wrap
+    return out.to(torch.int16).view(torch.bfloat16)
+
+
+def store_rounding(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The kernel's single fp32 -> dtype rounding (round to nearest even)."""
+    if dtype == torch.bfloat16:
+        return round_to_bfloat16(v)
+    return v.to(dtype)
+
+
+def symnoise_reference(x2d: torch.Tensor, scale: torch.Tensor, seed: int, half: str) -> torch.Tensor:
+    """The op on a contiguous (N, d) tensor with an fp32 (N,) scale: (2, N, d) for "both", else (N, d).
+
+    fp32 arithmetic: y = x + s * eps, where s * eps is exact (a sign flip), so every backend rounds the
+    same single addition. Rows with s == 0 return x itself (bit for bit, -0.0 included).
+    """
+    n_rows, dim = x2d.shape
+    plus = rademacher_bits(n_rows, dim, seed, x2d.device)
+    s = scale[:, None]
+    noise = torch.where(plus, s, -s)
+    xf = x2d.float()
+    keep = s == 0
+    halves = []
+    if half in ("both", "plus"):
+        halves.append(torch.where(keep, xf, xf + noise))
+    if half in ("both", "minus"):
+        halves.append(torch.where(keep, xf, xf - noise))
+    out = torch.stack(halves) if half == "both" else halves[0]
+    return store_rounding(out, x2d.dtype)

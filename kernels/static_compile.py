@@ -1,0 +1,74 @@
+"""Compile the SymNoise kernel for a real GPU target without a GPU, and read its resource usage.
+
+Triton ships ptxas and cuobjdump, so `triton.compile` produces PTX and a cubin on a CPU-only machine. Used by
+the tests (the kernel builds for sm_80/sm_90 without spills) and by the static benchmark.
+Needs compiled Triton: under TRITON_INTERPRET=1 the kernel is an interpreted function and cannot be compiled.
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from .symnoise_triton import _symnoise_kernel, default_config
+
+_POINTER = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*i16"}  # bf16 is stored through an int16 view
+
+
+def compile_symnoise(
+    capability: int,
+    dtype: str = "bfloat16",
+    *,
+    half: str = "both",
+    per_row_scale: bool = True,
+    n_rows: int = 16384,
+    dim: int = 4096,
+):
+    """triton.compile the kernel for CUDA `capability` (80, 90, ...) with the launch config used for (n_rows, dim).
+
+    Pointers, `dim` and `minus_offset` are marked divisible by 16, as Triton's launcher specialises them for
+    aligned tensors and sizes.
+    """
+    if dtype not in _POINTER:
+        raise ValueError(f"dtype must be one of {tuple(_POINTER)}, got {dtype!r}")
+    block_rows, block_chunks, num_warps = default_config(n_rows, dim)
+    x_pointer = _POINTER[dtype].replace("i16", "bf16")
+    signature = {
+        "x_ptr": x_pointer, "out_ptr": _POINTER[dtype], "scale_ptr": "*fp32", "scale_value": "fp32", "seed": "i64",
+        "n_rows": "i32", "dim": "i32", "minus_offset": "i64",
+        "SCALE_PER_ROW": "constexpr", "WRITE_PLUS": "constexpr", "WRITE_MINUS": "constexpr",
+        "ROUND_BF16": "constexpr", "BLOCK_ROWS": "constexpr", "BLOCK_CHUNKS": "constexpr",
+    }  # fmt: skip
+    constexprs = {
+        "SCALE_PER_ROW": per_row_scale, "WRITE_PLUS": half != "minus", "WRITE_MINUS": half != "plus",
+        "ROUND_BF16": dtype == "bfloat16", "BLOCK_ROWS": block_rows, "BLOCK_CHUNKS": block_chunks,
+    }  # fmt: skip
+    aligned = [["tt.divisibility", 16]]
+    attrs = {
+        (_symnoise_kernel.arg_names.index(name),): aligned
+        for name in ("x_ptr", "out_ptr", "scale_ptr", "dim", "minus_offset")
+    }
+    source = ASTSource(fn=_symnoise_kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps})
+
+
+def resource_usage(compiled) -> dict[str, int]:
+    """Registers, stack, shared and local memory per thread from `cuobjdump --dump-resource-usage` of the cubin.
+
+    Without a GPU driver, CompiledKernel has no n_regs/n_spills; STACK or LOCAL above 0 means spills.
+    """
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        text = subprocess.run(
+            [tool, "--dump-resource-usage", cubin.name], capture_output=True, text=True, check=True
+        ).stdout
+    match = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", text)
+    if match is None:
+        raise RuntimeError(f"no resource usage line in cuobjdump output:\n{text}")
+    return dict(zip(("registers", "stack", "shared", "local"), map(int, match.groups()), strict=True))

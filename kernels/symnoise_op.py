@@ -1,0 +1,147 @@
+"""The SymNoise op: checks, backend choice, torch.library registration, autograd and the public function.
+
+`symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of
+DESIGN section 3. The Triton backend and the torch reference give the same bits.
+"""
+
+import math
+from numbers import Real
+
+import torch
+
+from .reference import MAX_ROWS, check_seed, symnoise_reference
+
+try:
+    import triton
+
+    from .symnoise_triton import symnoise_triton
+except ImportError:  # CPU-only torch builds do not bring Triton; the torch backend still works
+    triton = None
+    symnoise_triton = None
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+HALVES = ("both", "plus", "minus")
+BACKENDS = ("auto", "triton", "torch")
+
+
+def triton_available() -> bool:
+    return symnoise_triton is not None
+
+
+def _triton_interpreting() -> bool:
+    return triton is not None and triton.knobs.runtime.interpret
+
+
+def _check_scale_values(scale: torch.Tensor) -> None:
+    # NOTE: one device->host sync per call; it runs inside the op, so torch.compile still sees one opaque node.
+    if not bool(((scale >= 0) & torch.isfinite(scale)).all()):
+        raise ValueError("scale must be finite and >= 0 on every row")
+
+
+@torch.library.custom_op("symnoise_trl::symnoise", mutates_args=())
+def _symnoise_op(
+    x: torch.Tensor, scale: torch.Tensor | None, scale_value: float, seed: int, half: str, backend: str
+) -> torch.Tensor:
+    x2d = x.reshape(_n_rows(x), x.shape[-1]).contiguous()
+    if scale is not None:
+        _check_scale_values(scale)
+    if backend == "triton":
+        out = symnoise_triton(x2d, scale, scale_value, seed, half)
+    else:
+        rows = scale if scale is not None else torch.full((x2d.shape[0],), scale_value, device=x.device)
+        out = symnoise_reference(x2d, rows, seed, half)
+    return out.view(((2,) if half == "both" else ()) + tuple(x.shape))
+
+
+@_symnoise_op.register_fake
+def _(x, scale, scale_value, seed, half, backend):
+    return x.new_empty(((2,) if half == "both" else ()) + tuple(x.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.half = inputs[4]
+
+
+def _backward(ctx, grad):
+    # d(x + s*eps)/dx = d(x - s*eps)/dx = I: no RNG, nothing saved.
+    grad_x = grad[0] + grad[1] if ctx.half == "both" else grad
+    return grad_x, None, None, None, None, None
+
+
+_symnoise_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _n_rows(x: torch.Tensor) -> int:
+    return math.prod(x.shape[:-1])
+
+
+def _check_x(x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in DTYPES:
+        raise TypeError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    if x.dim() == 0:
+        raise ValueError("x must have shape (..., d) with at least one dimension, got a 0-d tensor")
+    if _n_rows(x) > MAX_ROWS:
+        raise ValueError("x has more than 2**32 rows (the row is a 32-bit Philox counter)")
+
+
+def _scale_arg(scale, x: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+    """(per-row fp32 tensor or None, scalar value) from a Python number or a tensor with one value per row."""
+    if isinstance(scale, torch.Tensor):
+        if not scale.is_floating_point():
+            raise TypeError(f"scale must be a float or a floating-point tensor, got a {scale.dtype} tensor")
+        n_rows = _n_rows(x)
+        if scale.shape != x.shape[:-1] and tuple(scale.shape) != (n_rows,):
+            raise ValueError(
+                f"scale must be a float or a tensor of shape x.shape[:-1] = {tuple(x.shape[:-1])} or (N,) = "
+                f"({n_rows},), got shape {tuple(scale.shape)}"
+            )
+        if scale.device != x.device:
+            raise ValueError(f"scale must be on x's device {x.device}, got {scale.device}")
+        return scale.detach().reshape(-1).to(torch.float32).contiguous(), 0.0
+    if isinstance(scale, bool) or not isinstance(scale, Real):
+        raise TypeError(f"scale must be a float or a floating-point tensor, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be finite and >= 0, got {scale}")
+    return None, float(scale)
+
+
+def _resolve_backend(backend: str, x: torch.Tensor) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if x.is_cuda and triton_available() else "torch"
+    if backend == "triton":
+        if not triton_available():
+            raise ValueError("backend='triton' needs the triton package, which is not importable; use 'torch'")
+        if not (x.is_cuda or _triton_interpreting()):
+            raise ValueError(
+                f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors), got device {x.device}"
+            )
+    return backend
+
+
+def symnoise(x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: str = "auto") -> torch.Tensor:
+    """Symmetric Rademacher noise on embeddings (SymNoise, arXiv 2312.01523, Algorithm 2), in one pass.
+
+    Args:
+        x: float32/float16/bfloat16 tensor of shape (..., d), read as N rows of d.
+        scale: a float, or a float tensor with one value per row (shape x.shape[:-1] or (N,)); >= 0.
+            A row with scale 0 comes back unchanged (padding).
+        seed: int in [0, 2**63); the signs are a pure function of (seed, row, column).
+        half: "both" returns (2, *x.shape) with [0] = x + scale*eps and [1] = x - scale*eps;
+            "plus" / "minus" return that half alone, shape x.shape (the second one regenerates the same signs).
+        backend: "triton", "torch" (the reference) or "auto" (Triton on CUDA when importable, else torch).
+            Both give bit-identical results.
+
+    Arithmetic is fp32 with one round-to-nearest-even store to x.dtype. The gradient w.r.t. x is
+    grad[0] + grad[1] ("both") or grad (one half); scale and seed get none.
+    """
+    _check_x(x)
+    scale_rows, scale_value = _scale_arg(scale, x)
+    seed = check_seed(seed)
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    backend = _resolve_backend(backend, x)
+    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend)

@@ -1,0 +1,134 @@
+"""The fused SymNoise Triton kernel and its host launcher.
+
+One program owns a tile of BLOCK_ROWS rows x BLOCK_CHUNKS 128-column chunks. It reads x once, runs one
+Philox4x32-10 per (row, chunk) - 4 words = the signs of 128 columns - and writes x + s*eps and/or x - s*eps.
+The noise exists only in registers; the backward needs none of it (d/dx of both halves is the identity).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import CHUNK
+
+
+@triton.jit
+def _round_to_bfloat16_bits(v):
+    # NOTE: the interpreter truncates on .to(tl.bfloat16) while compiled code rounds to nearest even, so the
+    # rounding is done on the integer bits: both then agree with torch bit for bit (reference.round_to_bfloat16).
+    b = v.to(tl.uint32, bitcast=True)
+    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    is_nan = (b & 0x7FFFFFFF) > 0x7F800000
+    return tl.where(is_nan, (b >> 16) | 0x40, rounded).to(tl.int16)
+
+
+@triton.jit
+def _store(ptr, v, mask, ROUND_BF16: tl.constexpr):
+    if ROUND_BF16:
+        tl.store(ptr, _round_to_bfloat16_bits(v), mask=mask)  # ptr is the int16 view of a bf16 tensor
+    else:
+        tl.store(ptr, v.to(ptr.dtype.element_ty), mask=mask)  # fp32: exact; fp16: round to nearest even
+
+
+@triton.jit
+def _symnoise_kernel(
+    x_ptr,
+    out_ptr,
+    scale_ptr,
+    scale_value,
+    seed,
+    n_rows,
+    dim,
+    minus_offset,
+    SCALE_PER_ROW: tl.constexpr,
+    WRITE_PLUS: tl.constexpr,
+    WRITE_MINUS: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_CHUNKS: tl.constexpr,
+):
+    # NOTE: int64 program ids and offsets: a (2, 16, 8192, 8192) output has 2**31 elements per half.
+    pid_row = tl.program_id(0).to(tl.int64)
+    pid_chunk = tl.program_id(1).to(tl.int64)
+    rows = pid_row * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS).to(tl.int64)
+    chunks = pid_chunk * BLOCK_CHUNKS + tl.arange(0, BLOCK_CHUNKS).to(tl.int64)
+    lanes = tl.arange(0, 128)
+
+    # The tile is (rows, chunks, 128 lanes): the Philox counters live on the first two axes only, so the
+    # generator runs once per 128 elements and its words broadcast over the lanes.
+    cols = chunks[:, None] * 128 + lanes[None, :]
+    row_ok = rows < n_rows
+    mask = row_ok[:, None, None] & (cols < dim)[None, :, :]
+    offsets = rows[:, None, None] * dim + cols[None, :, :]
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+
+    zero = tl.zeros((BLOCK_ROWS, BLOCK_CHUNKS), dtype=tl.uint32)
+    w0, w1, w2, w3 = tl.philox(
+        seed, rows.to(tl.uint32)[:, None] + zero, chunks.to(tl.uint32)[None, :] + zero, zero, zero
+    )
+    # Column 128c + 32q + b takes bit b of word q.
+    q = (lanes >> 5)[None, None, :]
+    word = tl.where(
+        q == 0, w0[:, :, None], tl.where(q == 1, w1[:, :, None], tl.where(q == 2, w2[:, :, None], w3[:, :, None]))
+    )
+    positive = ((word >> (lanes & 31).to(tl.uint32)[None, None, :]) & 1) != 0
+
+    if SCALE_PER_ROW:
+        s = tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[:, None, None]
+    else:
+        s = tl.full((BLOCK_ROWS, 1, 1), scale_value, tl.float32)  # fp32 even where the arg was specialised fp64
+    noise = tl.where(positive, s, -s)  # s * eps, exact
+    keep = s == 0.0  # padding rows come back bit for bit (x + 0.0 would turn -0.0 into +0.0)
+
+    if WRITE_PLUS:
+        _store(out_ptr + offsets, tl.where(keep, x, x + noise), mask, ROUND_BF16)
+    if WRITE_MINUS:
+        _store(out_ptr + minus_offset + offsets, tl.where(keep, x, x - noise), mask, ROUND_BF16)
+
+
+def default_config(n_rows: int, dim: int) -> tuple[int, int, int]:
+    """(block_rows, block_chunks, num_warps): about 4096 elements per program, at most 1024 columns wide."""
+    block_chunks = min(triton.next_power_of_2(triton.cdiv(dim, CHUNK)), 8)
+    block_rows = min(max(4096 // (block_chunks * CHUNK), 1), triton.next_power_of_2(max(n_rows, 1)))
+    num_warps = 4 if block_rows * block_chunks * CHUNK >= 2048 else 2
+    return block_rows, block_chunks, num_warps
+
+
+def symnoise_triton(
+    x2d: torch.Tensor,
+    scale: torch.Tensor | None,
+    scale_value: float,
+    seed: int,
+    half: str,
+    config: tuple[int, int, int] | None = None,
+) -> torch.Tensor:
+    """Launch the kernel on a contiguous (N, d) tensor; returns (2, N, d) for half="both", else (N, d).
+
+    `scale` is an fp32 (N,) tensor, or None for one `scale_value` on every row. `config` overrides the
+    (block_rows, block_chunks, num_warps) heuristic; the output never depends on it.
+    """
+    n_rows, dim = x2d.shape
+    out = torch.empty(((2,) if half == "both" else ()) + (n_rows, dim), dtype=x2d.dtype, device=x2d.device)
+    if out.numel() == 0:
+        return out
+    block_rows, block_chunks, num_warps = config or default_config(n_rows, dim)
+    round_bf16 = x2d.dtype == torch.bfloat16
+    grid = (triton.cdiv(n_rows, block_rows), triton.cdiv(dim, block_chunks * CHUNK))
+    _symnoise_kernel[grid](
+        x2d,
+        out.view(torch.int16) if round_bf16 else out,
+        scale if scale is not None else x2d,  # unused pointer when SCALE_PER_ROW is False
+        float(scale_value),
+        seed,
+        n_rows,
+        dim,
+        n_rows * dim if half == "both" else 0,  # where the minus half starts in `out`
+        SCALE_PER_ROW=scale is not None,
+        WRITE_PLUS=half != "minus",
+        WRITE_MINUS=half != "plus",
+        ROUND_BF16=round_bf16,
+        BLOCK_ROWS=block_rows,
+        BLOCK_CHUNKS=block_chunks,
+        num_warps=num_warps,
+    )
+    return out

@@ -1,0 +1,81 @@
+"""Every bad input of DESIGN section 4 raises at the op's entry, with a message naming the argument."""
+
+import pytest
+import symnoise_trl.kernels.symnoise_op as op
+import torch
+from symnoise_trl.kernels import symnoise
+
+X = torch.randn(2, 3, 8)
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.ones(2, 8, dtype=torch.int64), "x must be float32, float16 or bfloat16"),
+        (torch.ones(2, 8, dtype=torch.complex64), "x must be float32, float16 or bfloat16"),
+        (torch.ones(2, 8, dtype=torch.float64), "x must be float32, float16 or bfloat16"),
+        ([[1.0, 2.0]], "x must be a torch.Tensor"),
+    ],
+)
+def test_bad_x_type(x, match):
+    with pytest.raises(TypeError, match=match):
+        symnoise(x, 0.1, 0)
+
+
+def test_zero_dim_x():
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., d\)"):
+        symnoise(torch.tensor(1.0), 0.1, 0)
+
+
+@pytest.mark.parametrize(
+    "scale, error, match",
+    [
+        (-0.1, ValueError, "scale must be finite and >= 0"),
+        (float("nan"), ValueError, "scale must be finite and >= 0"),
+        (float("inf"), ValueError, "scale must be finite and >= 0"),
+        (True, TypeError, "scale must be a float"),
+        ("0.1", TypeError, "scale must be a float"),
+        (torch.ones(2, 3, dtype=torch.int32), TypeError, "scale must be a float or a floating-point tensor"),
+        (torch.ones(3, 2), ValueError, r"scale must be .* shape x.shape\[:-1\] = \(2, 3\) or \(N,\) = \(6,\)"),
+        (torch.ones(2, 3, 8), ValueError, "got shape"),
+        (torch.ones(2, 3, device="meta"), ValueError, "scale must be on x's device"),
+        (torch.tensor([[0.1, -0.1, 0.0]] * 2), ValueError, "scale must be finite and >= 0 on every row"),
+        (torch.tensor([[0.1, float("nan"), 0.0]] * 2), ValueError, "scale must be finite and >= 0 on every row"),
+    ],
+)
+def test_bad_scale(scale, error, match):
+    with pytest.raises(error, match=match):
+        symnoise(X, scale, 0)
+
+
+@pytest.mark.parametrize(
+    "seed, error",
+    [(-1, ValueError), (2**63, ValueError), (1.0, TypeError), (True, TypeError), (torch.tensor(3), TypeError)],
+)
+def test_bad_seed(seed, error):
+    with pytest.raises(error, match=r"seed must be .*\[0, 2\*\*63\)"):
+        symnoise(X, 0.1, seed)
+
+
+def test_unknown_half_and_backend():
+    with pytest.raises(ValueError, match=r"half must be one of \('both', 'plus', 'minus'\), got 'neg'"):
+        symnoise(X, 0.1, 0, half="neg")
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'triton', 'torch'\), got 'cuda'"):
+        symnoise(X, 0.1, 0, backend="cuda")
+
+
+def test_triton_backend_without_triton(monkeypatch):
+    monkeypatch.setattr(op, "symnoise_triton", None)
+    with pytest.raises(ValueError, match="backend='triton' needs the triton package"):
+        symnoise(X, 0.1, 0, backend="triton")
+    assert symnoise(X, 0.1, 0).shape == (2, *X.shape)  # "auto" still works
+
+
+def test_triton_backend_on_cpu_without_interpreter(monkeypatch):
+    monkeypatch.setattr(op, "_triton_interpreting", lambda: False)
+    with pytest.raises(ValueError, match="backend='triton' needs a CUDA tensor"):
+        symnoise(X, 0.1, 0, backend="triton")
+
+
+def test_auto_backend_on_cpu_is_the_reference():
+    assert op._resolve_backend("auto", X) == "torch"

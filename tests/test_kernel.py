@@ -1,0 +1,102 @@
+"""The Triton kernel (under TRITON_INTERPRET=1) against the torch reference, bit for bit."""
+
+import pytest
+import torch
+from symnoise_trl.kernels import symnoise
+from symnoise_trl.kernels.reference import symnoise_reference
+from symnoise_trl.kernels.symnoise_triton import default_config, symnoise_triton
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+DIMS = [1, 31, 100, 128, 200, 576, 4096]
+ROWS = [1, 7, 64]
+SEED = 12_345_678_901  # above 2**32: both key words in play
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """Integer view, so that equality is bitwise (NaN payloads, -0.0)."""
+    return t.view({4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
+def assert_bit_equal(a: torch.Tensor, b: torch.Tensor):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert torch.equal(bits(a), bits(b))
+
+
+def row_scales(n_rows: int) -> torch.Tensor:
+    scale = torch.rand(n_rows, generator=torch.Generator().manual_seed(n_rows)) * 0.5
+    scale[::3] = 0.0  # padding rows
+    return scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("half", ["both", "plus", "minus"])
+@pytest.mark.parametrize("per_row", [False, True], ids=["scalar_scale", "row_scale"])
+def test_triton_equals_reference(dtype, half, per_row):
+    gen = torch.Generator().manual_seed(0)
+    for dim in DIMS:
+        for n_rows in ROWS:
+            x = torch.randn(n_rows, dim, generator=gen).to(dtype)
+            x[0, 0] = -0.0
+            scale = row_scales(n_rows) if per_row else 0.37
+            got = symnoise(x, scale, SEED, half=half, backend="triton")
+            want = symnoise(x, scale, SEED, half=half, backend="torch")
+            assert got.shape == ((2,) if half == "both" else ()) + (n_rows, dim)
+            assert_bit_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_output_does_not_depend_on_block_config(dtype):
+    n_rows, dim = 37, 700
+    x = torch.randn(n_rows, dim).to(dtype)
+    scale = row_scales(n_rows)
+    want = symnoise_reference(x, scale, SEED, "both")
+    assert default_config(n_rows, dim) not in [(1, 1, 1), (16, 2, 4)]
+    for config in [None, (1, 1, 1), (16, 2, 4)]:
+        assert_bit_equal(symnoise_triton(x, scale, 0.0, SEED, "both", config=config), want)
+
+
+def test_non_contiguous_and_batched_input():
+    base = torch.randn(4, 9, 2 * 96, dtype=torch.bfloat16)
+    x = base[..., ::2]  # (4, 9, 96), stride 2 on the last dim
+    assert not x.is_contiguous()
+    scale = torch.rand(4, 9)  # one value per (batch, position)
+    got = symnoise(x, scale, 3, backend="triton")
+    assert got.shape == (2, 4, 9, 96)
+    assert_bit_equal(got, symnoise(x.contiguous(), scale, 3, backend="torch"))
+    assert_bit_equal(got, symnoise(x.contiguous(), scale.reshape(-1), 3, backend="triton"))
+
+
+def test_zero_scale_rows_are_returned_bit_for_bit():
+    x = torch.randn(6, 130)
+    x[1] = -0.0
+    x[2, :5] = float("nan")
+    scale = torch.tensor([0.1, 0.0, 0.0, 0.2, 0.0, 0.3])
+    out = symnoise(x, scale, 9, backend="triton")
+    for n in (1, 2, 4):
+        assert torch.equal(bits(out[0, n]), bits(x[n])) and torch.equal(bits(out[1, n]), bits(x[n]))
+    assert not torch.equal(out[0, 0], x[0])
+
+
+@pytest.mark.parametrize("shape", [(0, 64), (5, 0), (2, 0, 8)])
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_empty_input_gives_empty_output(shape, backend):
+    x = torch.empty(shape, dtype=torch.float16)
+    assert symnoise(x, 0.5, 1, backend=backend).shape == (2, *shape)
+    assert symnoise(x, 0.5, 1, half="minus", backend=backend).shape == shape
+
+
+def test_seed_extremes_and_large_row_counters():
+    x = torch.randn(3, 260)
+    for seed in (0, 1, 2**32 - 1, 2**32, 2**63 - 1):
+        assert_bit_equal(symnoise(x, 0.2, seed, backend="triton"), symnoise(x, 0.2, seed, backend="torch"))
+    # Rows past 2**16 exercise the upper bytes of the row counter (tall blocks keep the interpreter quick).
+    x = torch.randn(70_000, 3)
+    got = symnoise_triton(x, None, 0.2, 5, "both", config=(4096, 1, 4))
+    assert_bit_equal(got, symnoise(x, 0.2, 5, backend="torch"))
+
+
+def test_half_outputs_are_the_two_halves_of_both():
+    x = torch.randn(5, 300, dtype=torch.bfloat16)
+    both = symnoise(x, 0.3, 11, backend="triton")
+    assert_bit_equal(symnoise(x, 0.3, 11, half="plus", backend="triton"), both[0])
+    assert_bit_equal(symnoise(x, 0.3, 11, half="minus", backend="triton"), both[1])

@@ -1,0 +1,87 @@
+"""The torch reference of the noise stream: Philox known answers, the lane/bit layout, bf16 rounding."""
+
+import pytest
+import torch
+from symnoise_trl.kernels import philox4x32, rademacher
+from symnoise_trl.kernels.reference import round_to_bfloat16
+
+# Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key, expected output).
+KNOWN_ANSWERS = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("counter, key, expected", KNOWN_ANSWERS)
+def test_philox_known_answers(counter, key, expected):
+    words = philox4x32(*(torch.tensor([c]) for c in counter), *key)
+    assert tuple(int(w) for w in words) == expected
+
+
+def test_philox_is_vectorised_over_counters():
+    c0 = torch.tensor([0, 0xFFFFFFFF, 0x243F6A88])
+    c1 = torch.tensor([0, 0xFFFFFFFF, 0x85A308D3])
+    words = philox4x32(c0, c1, torch.tensor(0), torch.tensor(0), 7, 9)
+    for i in range(3):
+        single = philox4x32(c0[i : i + 1], c1[i : i + 1], torch.tensor(0), torch.tensor(0), 7, 9)
+        assert [int(w[i]) for w in words] == [int(w) for w in single]
+
+
+def test_rademacher_shape_dtype_values():
+    eps = rademacher(37, 300, seed=5)
+    assert eps.shape == (37, 300) and eps.dtype == torch.int8
+    assert set(eps.unique().tolist()) == {-1, 1}
+    assert rademacher(0, 5, 1).shape == (0, 5) and rademacher(4, 0, 1).shape == (4, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 12345, 2**40 + 17, 2**63 - 1])
+def test_rademacher_follows_the_design_layout(seed):
+    # Element (n, j) is bit j & 31 of word (j >> 5) & 3 of Philox(counter=(n, j >> 7, 0, 0), key=(seed lo, seed hi)).
+    eps = rademacher(5, 300, seed)
+    k0, k1 = seed & 0xFFFFFFFF, seed >> 32
+    for n, j in [(0, 0), (0, 31), (0, 32), (1, 95), (2, 127), (3, 128), (4, 200), (4, 299)]:
+        words = philox4x32(torch.tensor([n]), torch.tensor([j >> 7]), torch.tensor(0), torch.tensor(0), k0, k1)
+        bit = (int(words[(j >> 5) & 3]) >> (j & 31)) & 1
+        assert int(eps[n, j]) == (1 if bit else -1)
+
+
+def test_rademacher_prefix_is_stable():
+    # The signs of (n, j) do not depend on the tensor's extent: a trainer can rely on them per token.
+    assert torch.equal(rademacher(10, 1000, 3)[:4, :130], rademacher(4, 130, 3))
+
+
+def test_round_to_bfloat16_matches_torch():
+    torch.manual_seed(0)
+    special = [0.0, -0.0, 1.0, -1.0, 3.3895e38, -3.3895e38, 3.4e38, float("inf"), float("-inf"), 1e-40, -1e-45]
+    ties = torch.tensor([0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7FFFFF], dtype=torch.int32).view(torch.float32)
+    v = torch.cat(
+        [torch.randn(100_000) * 10.0 ** torch.randint(-30, 30, (100_000,)).float(), torch.tensor(special), ties]
+    )
+    assert torch.equal(round_to_bfloat16(v).view(torch.int16), v.to(torch.bfloat16).view(torch.int16))
+
+
+def test_round_to_bfloat16_keeps_nan():
+    nans = torch.tensor([0x7FC00000, 0xFFC00001 - 2**32, 0x7F800001], dtype=torch.int32).view(torch.float32)
+    assert torch.isnan(round_to_bfloat16(nans).float()).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_rows=-1, dim=4, seed=0), "n_rows"),
+        (dict(n_rows=2, dim=1.5, seed=0), "dim"),
+        (dict(n_rows=2, dim=4, seed=-1), "seed"),
+        (dict(n_rows=2, dim=4, seed=2**63), "seed"),
+        (dict(n_rows=2**32 + 1, dim=4, seed=0), "n_rows"),
+    ],
+)
+def test_rademacher_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rademacher(**kwargs)
+
+
+def test_rademacher_rejects_non_int_seed():
+    with pytest.raises(TypeError, match="seed"):
+        rademacher(2, 4, 1.0)
