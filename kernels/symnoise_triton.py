@@ -62,10 +62,16 @@ def _symnoise_kernel(
     offsets = rows[:, None, None] * dim + cols[None, :, :]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
 
-    zero = tl.zeros((BLOCK_ROWS, BLOCK_CHUNKS), dtype=tl.uint32)
-    w0, w1, w2, w3 = tl.philox(
-        seed, rows.to(tl.uint32)[:, None] + zero, chunks.to(tl.uint32)[None, :] + zero, zero, zero
-    )
+    # NOTE: computed directly on the (rows, chunks) broadcast shape, Philox is rematerialised by the compiler in
+    # the load layout, where the 16 threads that share a 128-lane chunk each run it: 4 calls per thread per 32
+    # bf16 elements (65 mul.hi in the sm_90 PTX). A max over a duplicated axis of size 2 is a reduction the
+    # compiler keeps, so Philox runs once per thread (17 mul.hi) and its words reach the lanes through 1 KiB of
+    # shared memory. The two copies are equal, so the max changes no bit.
+    zero = tl.zeros((BLOCK_ROWS, BLOCK_CHUNKS, 2), dtype=tl.uint32)
+    ctr_row = rows.to(tl.uint32)[:, None, None] + zero
+    ctr_chunk = chunks.to(tl.uint32)[None, :, None] + zero
+    w0, w1, w2, w3 = tl.philox(seed, ctr_row, ctr_chunk, zero, zero)
+    w0, w1, w2, w3 = tl.max(w0, axis=2), tl.max(w1, axis=2), tl.max(w2, axis=2), tl.max(w3, axis=2)
     # Column 128c + 32q + b takes bit b of word q.
     q = (lanes >> 5)[None, None, :]
     word = tl.where(
