@@ -1,3 +1,27 @@
-"""symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning."""
+"""symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
+
+The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "SymNoiseSFTConfig": "config",
+    "SymNoiseSFTTrainer": "trainer",
+    "activate_symnoise": "hooks",
+    "deactivate_symnoise": "hooks",
+    "symnoise_forward": "hooks",
+    "SymNoiseHook": "hooks",
+    "double_batch": "batch",
+    "noise_scale": "batch",
+    "token_lengths": "batch",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,129 @@
+"""SymNoise's view of a training batch: its layout, its doubling, the per-token noise scale and the seeds.
+
+Two layouts, as TRL's collators produce them:
+- padded: per-example tensors of shape (B, L, ...); doubled on the batch dim to (2B, L, ...).
+- packed (padding-free or packing with position ids, B = 1): per-token tensors (1, T); doubled on the token dim to
+  (1, 2T) with `cu_seq_lens_*` and `seq_idx` extended, so a varlen attention kernel sees 2x the sequences and no
+  sequence crosses the two copies.
+Pure torch: no transformers or TRL imports.
+"""
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import torch
+
+from .kernels import symnoise
+
+LENGTH_MODES = ("sequence", "padded")
+# Tensors that hold one value per example (padded) or per token (packed): these are duplicated.
+PER_TOKEN_KEYS = frozenset(
+    {"input_ids", "labels", "shift_labels", "attention_mask", "position_ids", "completion_mask", "assistant_masks",
+     "token_type_ids"}
+)  # fmt: skip
+PACKED_KEYS = frozenset({"cu_seq_lens_q", "cu_seq_lens_k", "seq_idx"})
+
+
+def batch_layout(inputs: dict) -> str:
+    """ "packed" for padding-free / position-id packed batches (no attention mask, B = 1), else "padded"."""
+    if "input_ids" not in inputs:
+        raise ValueError("SymNoise needs `input_ids` in the batch (it noises the embeddings of those tokens)")
+    packed = "cu_seq_lens_q" in inputs or ("attention_mask" not in inputs and "position_ids" in inputs)
+    if packed and inputs["input_ids"].shape[0] != 1:
+        raise ValueError(
+            f"a padding-free batch (position_ids, no attention_mask) must have batch size 1, got input_ids of shape "
+            f"{tuple(inputs['input_ids'].shape)}"
+        )
+    return "packed" if packed else "padded"
+
+
+def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.Tensor:
+    """Per-token L of the noise scale, shaped like `input_ids`: 0 where a token gets no noise (padding).
+
+    `length="sequence"`: the real length of the sequence the token belongs to. `length="padded"`: the padded
+    length of the batch for every token (L of transformers' NEFTune hook, which noises padding too).
+    """
+    if length not in LENGTH_MODES:
+        raise ValueError(f"length must be one of {LENGTH_MODES}, got {length!r}")
+    input_ids = inputs["input_ids"]
+    if length == "padded":
+        return torch.full(input_ids.shape, input_ids.shape[1], dtype=torch.float32, device=input_ids.device)
+    if layout == "padded":
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(input_ids)
+        mask = mask.to(torch.float32)
+        return mask.sum(dim=1, keepdim=True) * mask
+    if "cu_seq_lens_q" in inputs:
+        cu = inputs["cu_seq_lens_q"].to(torch.int64)
+        if int(cu[-1]) != input_ids.shape[1]:
+            raise ValueError(f"cu_seq_lens_q ends at {int(cu[-1])} but the batch has {input_ids.shape[1]} tokens")
+        lengths = cu.diff()
+        per_token = torch.repeat_interleave(lengths, lengths)
+    else:  # sequences start where position_ids restarts at 0
+        position_ids = inputs["position_ids"][0]
+        starts = position_ids == 0
+        starts[0] = True
+        sequence = torch.cumsum(starts.to(torch.int64), 0) - 1
+        per_token = torch.bincount(sequence)[sequence]
+    return per_token.to(torch.float32).reshape(input_ids.shape).to(input_ids.device)
+
+
+def noise_scale(lengths: torch.Tensor, alpha: float, dim: int) -> torch.Tensor:
+    """s_n = alpha / sqrt(3 * L_n * d), and 0 where L_n is 0 (padding). fp32, shaped like `lengths`."""
+    scale = alpha / torch.sqrt(3.0 * lengths.double() * dim)
+    return torch.where(lengths > 0, scale, 0.0).to(torch.float32)
+
+
+def double_batch(inputs: dict, layout: str) -> dict:
+    """The batch with every per-example (padded) or per-token (packed) tensor given twice. Other values pass as is."""
+    n_tokens = inputs["input_ids"].shape[1]
+    doubled = {}
+    for key, value in inputs.items():
+        if not isinstance(value, torch.Tensor):
+            doubled[key] = value  # use_cache, max_length_q/k, ...
+        elif key in PER_TOKEN_KEYS:
+            doubled[key] = torch.cat([value, value], dim=0 if layout == "padded" else 1)
+        elif layout == "packed" and key in ("cu_seq_lens_q", "cu_seq_lens_k"):
+            doubled[key] = torch.cat([value, value[1:] + n_tokens])
+        elif layout == "packed" and key == "seq_idx":
+            doubled[key] = torch.cat([value, value + value.max() + 1], dim=1)
+        else:
+            raise ValueError(
+                f"SymNoise does not know how to double the batch key {key!r} (layout {layout!r}); it supports "
+                f"text-only batches with the keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS)}"
+            )
+    return doubled
+
+
+@dataclass
+class NoisePlan:
+    """What the embedding hook needs for one micro-batch: the layout, the size of one copy, L per token, the seed."""
+
+    layout: str
+    lengths: torch.Tensor  # (B, L) or (1, T): L_n per token, 0 = no noise
+    seed: int
+    alpha: float
+    backend: str = "auto"
+
+    def apply(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the doubled batch -> [X + s*eps, X - s*eps], X being the first copy's embeddings."""
+        batch, tokens = self.lengths.shape
+        doubled = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
+        if tuple(embeds.shape[:2]) != doubled:
+            raise RuntimeError(
+                f"SymNoise expected embeddings of the doubled batch, shape {doubled} + (d,), got {tuple(embeds.shape)}"
+            )
+        x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]
+        scale = noise_scale(self.lengths.to(embeds.device), self.alpha, embeds.shape[-1])
+        noisy = symnoise(x, scale, self.seed, backend=self.backend)  # (2, *x.shape)
+        if self.layout == "packed":
+            noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim
+        return noisy.reshape(embeds.shape)
+
+
+def micro_batch_seed(base_seed: int, global_step: int, micro_step: int, rank: int) -> int:
+    """A seed in [0, 2**63) from (base seed, optimizer step, micro-step in the accumulation window, data-parallel rank)."""
+    words = struct.pack("<4Q", *(v & 0xFFFFFFFFFFFFFFFF for v in (base_seed, global_step, micro_step, rank)))
+    return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little") >> 1

@@ -1,0 +1,106 @@
+"""Attach SymNoise to a model's input embeddings, and arm it for one batch (custom training loops, the trainer).
+
+Mirrors transformers' `activate_neftune` / `deactivate_neftune`: a forward hook on the input embedding module. The
+hook does nothing until `symnoise_forward` arms it with a batch's plan, so generation, evaluation and any other
+forward of the model see plain embeddings.
+"""
+
+from contextlib import contextmanager
+
+import torch
+
+from .batch import LENGTH_MODES, NoisePlan, batch_layout, double_batch, token_lengths
+from .kernels.reference import check_seed
+from .kernels.symnoise_op import BACKENDS
+
+
+class SymNoiseHook:
+    """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output."""
+
+    def __init__(self, alpha: float, length: str = "sequence", backend: str = "auto"):
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (0 <= alpha < float("inf")):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        if length not in LENGTH_MODES:
+            raise ValueError(f"length must be one of {LENGTH_MODES}, got {length!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.alpha, self.length, self.backend = float(alpha), length, backend
+        self.plan: NoisePlan | None = None
+        self.handle = None
+
+    def __call__(self, module, args, output):
+        return output if self.plan is None else self.plan.apply(output)
+
+
+def _input_embeddings(model, accelerator=None) -> torch.nn.Module:
+    if accelerator is not None:
+        model = accelerator.unwrap_model(model)
+    if hasattr(model, "peft_config") and hasattr(model, "base_model"):  # PeftModel -> the transformers model
+        model = model.base_model.model
+    return model.get_input_embeddings()
+
+
+def activate_symnoise(
+    model, alpha: float, *, length: str = "sequence", backend: str = "auto", accelerator=None
+) -> SymNoiseHook:
+    """Attach a SymNoise hook to `model`'s input embeddings. It stays inert until `symnoise_forward` arms it.
+
+    Args:
+        model: a transformers model, a PEFT model, or either wrapped by accelerate (pass `accelerator`).
+        alpha: noise strength, read like NEFTune's alpha: s = alpha / sqrt(3 * L * d).
+        length: "sequence" (L = each sequence's real length, no noise on padding) or "padded" (L = padded length).
+        backend: "auto", "triton" or "torch" (see `symnoise_trl.kernels.symnoise`).
+    """
+    embeddings = _input_embeddings(model, accelerator)
+    if getattr(embeddings, "_symnoise_hook", None) is not None:
+        raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
+    hook = SymNoiseHook(alpha, length, backend)
+    hook.handle = embeddings.register_forward_hook(hook)
+    embeddings._symnoise_hook = hook
+    return hook
+
+
+def deactivate_symnoise(model, accelerator=None) -> bool:
+    """Remove the SymNoise hook from `model`'s input embeddings. Returns whether one was there."""
+    embeddings = _input_embeddings(model, accelerator)
+    hook = getattr(embeddings, "_symnoise_hook", None)
+    if hook is None:
+        return False
+    hook.handle.remove()
+    del embeddings._symnoise_hook
+    return True
+
+
+def active_symnoise_hook(model, accelerator=None) -> SymNoiseHook | None:
+    return getattr(_input_embeddings(model, accelerator), "_symnoise_hook", None)
+
+
+@contextmanager
+def symnoise_forward(model, batch: dict, seed: int, accelerator=None):
+    """Double `batch` and arm the model's SymNoise hook for the forward passes inside the block.
+
+    Yields the doubled batch: run the model on it inside the block. With labels, the model's mean token loss over the
+    doubled batch is (loss(X + s*eps) + loss(X - s*eps)) / 2; a loss normalised by a token count computed on the
+    original batch must use twice that count. Every forward inside the block sees the same noise (same seed).
+
+        activate_symnoise(model, alpha=5.0)
+        for step, batch in enumerate(loader):
+            with symnoise_forward(model, batch, seed=step) as doubled:
+                loss = model(**doubled).loss
+            loss.backward()
+        deactivate_symnoise(model)
+    """
+    seed = check_seed(seed)
+    hook = active_symnoise_hook(model, accelerator)
+    if hook is None:
+        raise ValueError("SymNoise is not active on this model; call activate_symnoise(model, alpha) first")
+    if hook.plan is not None:
+        raise RuntimeError("symnoise_forward blocks cannot be nested")
+    layout = batch_layout(batch)
+    lengths = token_lengths(batch, layout, hook.length)
+    doubled = double_batch(batch, layout)
+    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend)
+    try:
+        yield doubled
+    finally:
+        hook.plan = None

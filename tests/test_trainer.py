@@ -1,0 +1,194 @@
+"""SymNoiseSFTTrainer on a tiny Llama: equivalence with SFTTrainer at alpha=0, the loss of the two halves, the
+embeddings the decoder receives, and what must stay noise-free."""
+
+import copy
+import math
+
+import pytest
+import tiny
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
+from symnoise_trl.hooks import SymNoiseHook
+
+ALPHA = 5.0
+D = 64  # hidden size of the tiny model
+
+LAYOUTS = {
+    "padded": dict(),
+    "grad_accum": dict(gradient_accumulation_steps=2),
+    "padding_free": dict(padding_free=True, max_length=None),
+    "packing": dict(packing=True, max_length=64),
+}
+VARLEN = ("padding_free", "packing")
+
+
+class RecordingTrainer(SymNoiseSFTTrainer):
+    """Keeps a copy of every training batch given to compute_loss."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.model.training:
+            self.batches = getattr(self, "batches", []) + [tiny.tensor_copy(inputs)]
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overrides):
+    attn = "varlen_reference" if layout in VARLEN else "sdpa"
+    args = tiny.train_args(config_cls, tmp_path / trainer_cls.__name__, **{**LAYOUTS[layout], **overrides})
+    trainer = trainer_cls(
+        model=model or tiny.model(attn_implementation=attn),
+        args=args,
+        train_dataset=tiny.prompt_completion_dataset(),
+        processing_class=tiny.tokenizer(),
+    )
+    trainer.train()
+    return trainer
+
+
+def step_logs(trainer):
+    return [h for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_alpha_zero_reproduces_sft(tmp_path, layout):
+    plain = run(SFTTrainer, SFTConfig, tmp_path, layout)
+    doubled = run(SymNoiseSFTTrainer, SymNoiseSFTConfig, tmp_path, layout, symnoise_alpha=0.0)
+    plain_logs, doubled_logs = step_logs(plain), step_logs(doubled)
+    assert len(plain_logs) == len(doubled_logs) == 3
+    for p, d in zip(plain_logs, doubled_logs, strict=True):
+        assert d["num_tokens"] == p["num_tokens"]
+        for key in ("loss", "grad_norm", "entropy", "mean_token_accuracy"):
+            assert d[key] == pytest.approx(p[key], rel=1e-5, abs=1e-6), key
+    for (name, p), (_, d) in zip(plain.model.named_parameters(), doubled.model.named_parameters(), strict=True):
+        torch.testing.assert_close(d, p, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_alpha_none_is_sft_and_attaches_nothing(tmp_path):
+    seen = []
+
+    class Spy(SymNoiseSFTTrainer):
+        def training_step(self, *args, **kwargs):
+            seen.append(getattr(self.model.get_input_embeddings(), "_symnoise_hook", None))
+            return super().training_step(*args, **kwargs)
+
+    plain = run(SFTTrainer, SFTConfig, tmp_path)
+    off = run(Spy, SymNoiseSFTConfig, tmp_path)
+    assert seen == [None] * 3
+    assert [h["loss"] for h in step_logs(off)] == [h["loss"] for h in step_logs(plain)]
+
+
+@pytest.mark.parametrize("layout", ["padded", "packing"])
+def test_loss_is_the_mean_of_the_two_halves(tmp_path, layout):
+    attn = "varlen_reference" if layout in VARLEN else "sdpa"
+    model = tiny.model(attn_implementation=attn)
+    reference = copy.deepcopy(model)  # before the trainer patches the forward: the plain HF model and loss
+    recorder = tiny.EmbeddingRecorder(model)
+    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, layout, model=model, symnoise_alpha=ALPHA,
+                  max_steps=1)  # fmt: skip
+    batch = trainer.batches[0]
+    received = [c for c in recorder.calls if c["training"]][0]["received"]
+    extra = {k: v for k, v in batch.items() if k not in ("input_ids", "labels")}
+    with torch.no_grad():
+        if layout == "padded":
+            b = batch["input_ids"].shape[0]
+            assert received.shape == (2 * b, batch["input_ids"].shape[1], D)
+            halves = received[:b], received[b:]
+        else:
+            t = batch["input_ids"].shape[1]
+            assert received.shape == (1, 2 * t, D)
+            halves = received[:, :t], received[:, t:]
+        losses = [reference(inputs_embeds=h, labels=batch["labels"], **extra).loss for h in halves]
+    # Each copy has the same number of label tokens, so the doubled batch's token mean is the mean of the two means.
+    assert step_logs(trainer)[0]["loss"] == pytest.approx((losses[0].item() + losses[1].item()) / 2, rel=1e-5)
+    assert losses[0].item() != pytest.approx(losses[1].item(), rel=1e-6)  # the halves really differ
+
+
+@pytest.mark.parametrize("length", ["sequence", "padded"])
+def test_decoder_receives_symmetric_noise_of_the_right_size(tmp_path, length):
+    model = tiny.model()
+    recorder = tiny.EmbeddingRecorder(model)
+    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, model=model, symnoise_alpha=ALPHA,
+                  symnoise_length=length, max_steps=2)  # fmt: skip
+    training_calls = [c for c in recorder.calls if c["training"]]
+    assert len(training_calls) == 2
+    for call, batch in zip(training_calls, trainer.batches, strict=True):
+        mask = batch["attention_mask"].bool()
+        b, padded_length = mask.shape
+        assert torch.equal(call["ids"], torch.cat([batch["input_ids"]] * 2))
+        clean = call["raw"][:b]
+        plus, minus = call["received"][:b], call["received"][b:]
+        torch.testing.assert_close((plus + minus) / 2, clean, rtol=0, atol=1e-6)
+        if length == "sequence":
+            real_length = mask.sum(1, keepdim=True).float().expand_as(mask)
+            expected = torch.where(mask, ALPHA / torch.sqrt(3 * real_length * D), 0.0)
+            assert torch.equal(plus[~mask], clean[~mask]) and torch.equal(minus[~mask], clean[~mask])
+            assert (~mask).any(), "the batch should contain padding"
+        else:
+            expected = torch.full(mask.shape, ALPHA / math.sqrt(3 * padded_length * D))
+        torch.testing.assert_close((plus - clean).abs(), expected[..., None].expand_as(clean), rtol=1e-4, atol=1e-7)
+    # Consecutive steps draw different signs.
+    signs = [torch.sign(c["received"][:1] - c["raw"][:1]) for c in training_calls]
+    assert not torch.equal(signs[0], signs[1])
+
+
+def test_packed_noise_uses_each_sequence_length(tmp_path):
+    model = tiny.model(attn_implementation="varlen_reference")
+    recorder = tiny.EmbeddingRecorder(model)
+    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, "packing", model=model, symnoise_alpha=ALPHA,
+                  max_steps=1)  # fmt: skip
+    batch, call = trainer.batches[0], [c for c in recorder.calls if c["training"]][0]
+    t = batch["input_ids"].shape[1]
+    cu = batch["cu_seq_lens_q"].long()
+    assert len(cu) > 2, "several sequences should be packed"
+    lengths = torch.repeat_interleave(cu.diff(), cu.diff()).float()
+    clean, plus, minus = call["raw"][0, :t], call["received"][0, :t], call["received"][0, t:]
+    torch.testing.assert_close((plus + minus) / 2, clean, rtol=0, atol=1e-6)
+    expected = (ALPHA / torch.sqrt(3 * lengths * D))[:, None].expand_as(clean)
+    torch.testing.assert_close((plus - clean).abs(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_eval_predict_and_generate_see_the_plain_model(tmp_path):
+    model = tiny.model()
+    recorder = tiny.EmbeddingRecorder(model)
+    data = tiny.prompt_completion_dataset()
+    trainer = SymNoiseSFTTrainer(
+        model=model,
+        args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA, eval_strategy="steps", eval_steps=1,
+                             per_device_eval_batch_size=4),
+        train_dataset=data,
+        eval_dataset=tiny.prompt_completion_dataset(8, seed=1),
+        processing_class=tiny.tokenizer(),
+    )  # fmt: skip
+    trainer.train()
+    trainer.predict(trainer.eval_dataset)
+    prompt = tiny.tokenizer()(["sort the numbers 3 1 2 :"], return_tensors="pt")
+    trainer.model.generate(**prompt, max_new_tokens=4, do_sample=False)
+
+    evals = [c for c in recorder.calls if not c["training"]]
+    trains = [c for c in recorder.calls if c["training"]]
+    assert len(trains) == 3 and len(evals) >= 3 * 2 + 2 + 4  # eval each step, predict, generate
+    for call in evals:
+        assert torch.equal(call["received"], call["raw"])  # no noise
+        assert call["raw"].shape[0] in (1, 4)  # no doubling
+    for call in trains:
+        assert call["raw"].shape[0] == 8 and not torch.equal(call["received"], call["raw"])
+    assert not hasattr(trainer.model.get_input_embeddings(), "_symnoise_hook")
+    assert not any(isinstance(h, SymNoiseHook) for h in trainer.model.get_input_embeddings()._forward_hooks.values())
+
+
+def test_hook_is_removed_when_training_raises(tmp_path):
+    model = tiny.model()
+
+    class Boom(SymNoiseSFTTrainer):
+        def training_step(self, *args, **kwargs):
+            assert isinstance(self.model.get_input_embeddings()._symnoise_hook, SymNoiseHook)  # attached in train()
+            if self.state.global_step == 1:
+                raise RuntimeError("boom")
+            return super().training_step(*args, **kwargs)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run(Boom, SymNoiseSFTConfig, tmp_path, model=model, symnoise_alpha=ALPHA)
+    embeddings = model.get_input_embeddings()
+    assert not hasattr(embeddings, "_symnoise_hook")
+    assert not any(isinstance(h, SymNoiseHook) for h in embeddings._forward_hooks.values())

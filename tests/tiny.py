@@ -1,0 +1,148 @@
+"""Tiny models, tokenizers and data built in code for the trainer tests (nothing is downloaded)."""
+
+import functools
+import random
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.masking_utils import AttentionMaskInterface
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ '<assistant> ' }}"
+    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% else %}{{ '<' + message['role'] + '> ' + message['content'] + '\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<assistant> ' }}{% endif %}"
+)
+WORDS = "add sort reverse the numbers list of and to from a b c d e f g h one two three four five six seven".split()
+
+
+@functools.lru_cache
+def tokenizer() -> PreTrainedTokenizerFast:
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choices(WORDS, k=12)) + f" {rng.randint(0, 999)}" for _ in range(300)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=320, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def model(seed: int = 0, attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+    tok = tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def prompt_completion_dataset(n: int = 32, seed: int = 0) -> Dataset:
+    rng = random.Random(seed)
+    prompts, completions = [], []
+    for _ in range(n):
+        numbers = [rng.randint(0, 99) for _ in range(rng.randint(2, 8))]
+        prompts.append("sort the numbers " + " ".join(map(str, numbers)) + " :")
+        completions.append(" " + " ".join(map(str, sorted(numbers))))
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
+def conversational_dataset(n: int = 16, seed: int = 0) -> Dataset:
+    data = prompt_completion_dataset(n, seed)
+    messages = [
+        [{"role": "user", "content": p}, {"role": "assistant", "content": c.strip()}]
+        for p, c in zip(data["prompt"], data["completion"], strict=True)
+    ]
+    return Dataset.from_dict({"messages": messages})
+
+
+# A reference varlen attention: causal attention inside each [cu[i], cu[i+1]) segment, from `cu_seq_lens_q` only.
+# transformers' sdpa/eager attention rebuild the segments from position_ids and ignore cu_seq_lens; a FlashAttention
+# varlen kernel uses cu_seq_lens alone. This one does too, so a wrong cu_seq_lens shows on CPU.
+VARLEN_REFERENCE = "varlen_reference"
+
+
+def varlen_reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        raise RuntimeError("the varlen reference attention needs cu_seq_lens_q (a padding-free batch)")
+    assert query.shape[0] == 1, "varlen batches are (1, T)"
+    groups = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    out = torch.zeros_like(query)
+    bounds = cu.tolist()
+    assert bounds[0] == 0 and bounds[-1] == query.shape[2], (
+        f"cu_seq_lens {bounds} do not cover {query.shape[2]} tokens"
+    )
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
+        out[:, :, start:end] = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(VARLEN_REFERENCE, varlen_reference_attention)
+AttentionMaskInterface.register(VARLEN_REFERENCE, lambda *args, **kwargs: None)
+
+
+def train_args(config_cls, output_dir, **overrides):
+    """CPU-friendly SFT arguments shared by the trainer tests."""
+    defaults = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        dataloader_pin_memory=False,
+        seed=0,
+        disable_tqdm=True,
+    )
+    return config_cls(**{**defaults, **overrides})
+
+
+class EmbeddingRecorder:
+    """For every forward: the token ids, the raw embedding output, and what decoder layer 0 received.
+
+    Attach it before training: its embedding hook is registered before SymNoise's, so it sees the plain output.
+    """
+
+    def __init__(self, model):
+        self.calls = []
+        model.get_input_embeddings().register_forward_hook(self._embedding)
+        model.model.layers[0].register_forward_pre_hook(self._decoder, with_kwargs=True)
+
+    def _embedding(self, module, args, output):
+        self.calls.append(
+            {"ids": args[0].detach().clone(), "raw": output.detach().clone(), "training": module.training}
+        )
+
+    def _decoder(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        self.calls[-1]["received"] = hidden.detach().clone()  # a checkpointed recompute writes the same value
+
+
+def tensor_copy(batch: dict) -> dict:
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
