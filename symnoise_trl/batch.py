@@ -124,6 +124,7 @@ class NoisePlan:
 
 
 def micro_batch_seed(base_seed: int, global_step: int, micro_step: int, rank: int) -> int:
-    """A seed in [0, 2**63) from (base seed, optimizer step, micro-step in the accumulation window, data-parallel rank)."""
+    """A seed in [0, 2**63) from (base seed, optimizer step, micro-step in the accumulation window, data-parallel
+    rank): a 64-bit BLAKE2b digest of the four numbers."""
     words = struct.pack("<4Q", *(v & 0xFFFFFFFFFFFFFFFF for v in (base_seed, global_step, micro_step, rank)))
     return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little") >> 1

@@ -35,8 +35,9 @@ class SymNoiseSFTTrainer(SFTTrainer):
     def _check_symnoise_support(self):
         if self._is_vlm:
             raise ValueError(
-                "SymNoiseSFTTrainer supports text-only models: with a processor (vision-language model) the embeddings "
-                "mix image features, which SymNoise does not define. Set `symnoise_alpha=None` or use a text model."
+                "SymNoiseSFTTrainer supports text-only models: with a processor (vision-language model) the "
+                "embeddings mix image features, which SymNoise does not define. Set `symnoise_alpha=None` or use a "
+                "text model."
             )
         config = self.accelerator.parallelism_config
         if config is not None and (config.tp_enabled or config.cp_enabled or getattr(config, "sp_enabled", False)):
