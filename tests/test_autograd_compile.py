@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from symnoise_trl.kernels import rademacher, symnoise
 from symnoise_trl.kernels.symnoise_op import _symnoise_op
 

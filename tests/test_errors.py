@@ -1,8 +1,9 @@
 """Every bad input of DESIGN section 4 raises at the op's entry, with a message naming the argument."""
 
 import pytest
-import symnoise_trl.kernels.symnoise_op as op
 import torch
+
+import symnoise_trl.kernels.symnoise_op as op
 from symnoise_trl.kernels import symnoise
 
 X = torch.randn(2, 3, 8)

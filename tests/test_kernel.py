@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels.reference import symnoise_reference
 from symnoise_trl.kernels.symnoise_triton import default_config, symnoise_triton

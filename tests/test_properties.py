@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from symnoise_trl.kernels import rademacher, symnoise
 
 BACKENDS = ["triton", "torch"]

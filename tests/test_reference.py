@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from symnoise_trl.kernels import philox4x32, rademacher
 from symnoise_trl.kernels.reference import round_to_bfloat16
 

@@ -5,12 +5,13 @@ import copy
 import math
 
 import pytest
-import tiny
 import torch
 from trl import SFTConfig, SFTTrainer
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
 from symnoise_trl.hooks import SymNoiseHook
+
+import tiny
 
 ALPHA = 5.0
 D = 64  # hidden size of the tiny model

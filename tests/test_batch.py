@@ -1,0 +1,89 @@
+"""Batch doubling, per-token lengths, noise scale and micro-batch seeds, on hand-made batches."""
+
+import math
+
+import pytest
+import torch
+
+from symnoise_trl.batch import batch_layout, double_batch, micro_batch_seed, noise_scale, token_lengths
+
+
+def packed_batch():
+    # Three sequences of lengths 3, 2, 4 in one row, as TRL's padding-free collator lays them out.
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    return {
+        "input_ids": torch.arange(10, 19)[None],
+        "labels": torch.tensor([[-100, 11, 12, -100, 14, -100, 16, 17, 18]]),
+        "position_ids": position_ids,
+        "cu_seq_lens_q": torch.tensor([0, 3, 5, 9], dtype=torch.int32),
+        "cu_seq_lens_k": torch.tensor([0, 3, 5, 9], dtype=torch.int32),
+        "max_length_q": 4,
+        "max_length_k": 4,
+        "seq_idx": torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 2]]),
+    }
+
+
+def padded_batch():
+    return {
+        "input_ids": torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),
+        "labels": torch.tensor([[-100, 6, 7, -100], [-100, 9, -100, -100]]),
+        "use_cache": False,
+    }
+
+
+def test_layouts():
+    assert batch_layout(padded_batch()) == "padded"
+    assert batch_layout(packed_batch()) == "packed"
+    no_cu = {k: v for k, v in packed_batch().items() if not k.startswith("cu_")}
+    assert batch_layout(no_cu) == "packed"
+    with pytest.raises(ValueError, match="input_ids"):
+        batch_layout({"inputs_embeds": torch.zeros(1, 2, 3)})
+
+
+def test_double_padded_batch():
+    batch = padded_batch()
+    doubled = double_batch(batch, "padded")
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(doubled[key], torch.cat([batch[key], batch[key]]))
+    assert doubled["use_cache"] is False
+
+
+def test_double_packed_batch():
+    doubled = double_batch(packed_batch(), "packed")
+    assert torch.equal(doubled["input_ids"], torch.cat([torch.arange(10, 19)] * 2)[None])
+    assert doubled["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3] * 2]
+    assert doubled["cu_seq_lens_q"].tolist() == [0, 3, 5, 9, 12, 14, 18]
+    assert doubled["cu_seq_lens_k"].dtype == torch.int32
+    assert doubled["seq_idx"].tolist() == [[0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 5, 5, 5, 5]]
+    assert doubled["max_length_q"] == 4  # the longest sequence is the same
+
+
+def test_unknown_tensor_keys_fail_loudly():
+    with pytest.raises(ValueError, match="does not know how to double the batch key 'pixel_values'"):
+        double_batch({**padded_batch(), "pixel_values": torch.zeros(2, 3, 8, 8)}, "padded")
+
+
+def test_token_lengths():
+    padded = token_lengths(padded_batch(), "padded", "sequence")
+    assert padded.tolist() == [[3, 3, 3, 0], [2, 2, 0, 0]]
+    assert token_lengths(padded_batch(), "padded", "padded").tolist() == [[4] * 4] * 2
+    expected = [[3, 3, 3, 2, 2, 4, 4, 4, 4]]
+    assert token_lengths(packed_batch(), "packed", "sequence").tolist() == expected
+    no_cu = {k: v for k, v in packed_batch().items() if not k.startswith("cu_")}
+    assert token_lengths(no_cu, "packed", "sequence").tolist() == expected  # from position_ids
+    assert token_lengths(packed_batch(), "packed", "padded").tolist() == [[9] * 9]
+
+
+def test_noise_scale():
+    scale = noise_scale(torch.tensor([[3.0, 0.0]]), alpha=5.0, dim=64)
+    assert scale.dtype == torch.float32
+    assert scale[0, 0].item() == pytest.approx(5 / math.sqrt(3 * 3 * 64), rel=1e-7)
+    assert scale[0, 1].item() == 0.0
+
+
+def test_micro_batch_seeds_differ_and_repeat():
+    seeds = {micro_batch_seed(0, step, micro, rank) for step in range(4) for micro in range(3) for rank in range(2)}
+    assert len(seeds) == 24 and all(0 <= s < 2**63 for s in seeds)
+    assert micro_batch_seed(7, 3, 1, 0) == micro_batch_seed(7, 3, 1, 0)
+    assert micro_batch_seed(7, 3, 1, 0) != micro_batch_seed(8, 3, 1, 0)

@@ -1,0 +1,58 @@
+"""SymNoiseSFTConfig: TRL field style, validation in __post_init__, and the TrlParser command line."""
+
+import pytest
+from trl import TrlParser
+
+from symnoise_trl import SymNoiseSFTConfig
+
+
+def config(**kwargs):
+    return SymNoiseSFTConfig(output_dir="out", bf16=False, report_to="none", **kwargs)
+
+
+def test_defaults_turn_symnoise_off():
+    c = config()
+    assert (c.symnoise_alpha, c.symnoise_length, c.symnoise_seed, c.symnoise_backend) == (
+        None,
+        "sequence",
+        None,
+        "auto",
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(symnoise_alpha=-1.0), r"`symnoise_alpha` must be finite and >= 0"),
+        (dict(symnoise_alpha=float("nan")), r"`symnoise_alpha` must be finite and >= 0"),
+        (dict(symnoise_alpha=float("inf")), r"`symnoise_alpha` must be finite and >= 0"),
+        (dict(symnoise_alpha="5"), r"`symnoise_alpha` must be a number"),
+        (dict(symnoise_alpha=5.0, neftune_noise_alpha=5.0), r"`symnoise_alpha` \(5.0\) and `neftune_noise_alpha`"),
+        (dict(symnoise_length="tokens"), r"`symnoise_length` must be one of \('sequence', 'padded'\)"),
+        (dict(symnoise_backend="cuda"), r"`symnoise_backend` must be one of \('auto', 'triton', 'torch'\)"),
+        (dict(symnoise_seed=-3), r"`symnoise_seed` must be an int >= 0"),
+    ],
+)
+def test_bad_values_raise_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        config(**kwargs)
+
+
+def test_neftune_alone_is_allowed():
+    assert config(neftune_noise_alpha=5.0).neftune_noise_alpha == 5.0
+
+
+def test_trl_parser_help_and_parsing(capsys):
+    parser = TrlParser((SymNoiseSFTConfig,))
+    help_text = " ".join(parser.format_help().split())
+    for flag in ("--symnoise_alpha", "--symnoise_length", "--symnoise_seed", "--symnoise_backend"):
+        assert flag in help_text
+    assert "SymNoise strength, read like `neftune_noise_alpha`" in help_text
+    assert "{sequence,padded}" in help_text
+    (args,) = parser.parse_args_and_config(
+        ["--output_dir", "out", "--bf16", "false", "--symnoise_alpha", "5", "--symnoise_length", "padded"]
+    )
+    assert args.symnoise_alpha == 5.0 and args.symnoise_length == "padded"
+    with pytest.raises(SystemExit):
+        parser.parse_args_and_config(["--output_dir", "out", "--symnoise_length", "tokens"])
+    assert "invalid choice" in capsys.readouterr().err
