@@ -1,5 +1,6 @@
 """`SymNoiseSFTTrainer`: TRL's `SFTTrainer` training on [X + s*eps, X - s*eps] (SymNoise, Algorithm 2)."""
 
+from transformers import ProcessorMixin
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -18,7 +19,16 @@ class SymNoiseSFTTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "symnoise"]
 
-    def __init__(self, model, args: SymNoiseSFTConfig | SFTConfig | None = None, *pargs, **kwargs):
+    def __init__(
+        self,
+        model,
+        args: SymNoiseSFTConfig | SFTConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        **kwargs,
+    ):
         if args is None:
             model_name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = SymNoiseSFTConfig(f"{model_name.split('/')[-1]}-SymNoise-SFT")
@@ -26,25 +36,22 @@ class SymNoiseSFTTrainer(SFTTrainer):
             dict_args = args.to_dict()
             dict_args["hub_token"] = args.hub_token  # to_dict hides the hub_token
             args = SymNoiseSFTConfig(**dict_args)
-        super().__init__(model, args, *pargs, **kwargs)
-        if args.symnoise_alpha is not None:
-            self._check_symnoise_support()
-        self._symnoise_step = None  # (global step, micro-step) of the last training micro-batch
-        self._symnoise_micro_step = 0
-
-    def _check_symnoise_support(self):
-        if self._is_vlm:
+        if args.symnoise_alpha is not None and isinstance(processing_class, ProcessorMixin):
             raise ValueError(
                 "SymNoiseSFTTrainer supports text-only models: with a processor (vision-language model) the "
                 "embeddings mix image features, which SymNoise does not define. Set `symnoise_alpha=None` or use a "
-                "text model."
+                "text model with its tokenizer."
             )
-        config = self.accelerator.parallelism_config
-        if config is not None and (config.tp_enabled or config.cp_enabled or getattr(config, "sp_enabled", False)):
-            raise ValueError(
-                "SymNoiseSFTTrainer supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context and "
-                "sequence parallelism shard or share the batch, and the batch doubling is not defined for them."
-            )
+        super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
+        parallelism = self.accelerator.parallelism_config
+        if args.symnoise_alpha is not None and parallelism is not None:
+            if parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled:
+                raise ValueError(
+                    "SymNoiseSFTTrainer supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context "
+                    "and sequence parallelism shard or share the batch, and its doubling is not defined for them."
+                )
+        self._symnoise_step = None  # global step of the last training micro-batch
+        self._symnoise_micro_step = 0
 
     @property
     def symnoise_base_seed(self) -> int:

@@ -1,0 +1,101 @@
+"""activate_symnoise / deactivate_symnoise / symnoise_forward, and the custom-loop example."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import ProcessorMixin
+
+from symnoise_trl import (
+    SymNoiseSFTConfig,
+    SymNoiseSFTTrainer,
+    activate_symnoise,
+    deactivate_symnoise,
+    symnoise_forward,
+)
+
+import tiny
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "custom_loop.py"
+
+
+def batch():
+    tok = tiny.tokenizer()
+    enc = tok(["sort the numbers 3 1 2 :", "add 1 2"], padding=True, return_tensors="pt")
+    return {**enc, "labels": enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)}
+
+
+def test_forward_inside_the_block_is_doubled_and_noised():
+    model = tiny.model()
+    recorder = tiny.EmbeddingRecorder(model)
+    activate_symnoise(model, alpha=5.0)
+    inputs = batch()
+    with symnoise_forward(model, inputs, seed=3) as doubled:
+        loss = model(**doubled).loss
+    plain_loss = model(**inputs).loss
+    assert torch.isfinite(loss) and loss.item() != pytest.approx(plain_loss.item(), rel=1e-6)
+    inside, outside = recorder.calls
+    assert inside["received"].shape[0] == 4 and not torch.equal(inside["received"], inside["raw"])
+    assert outside["received"].shape[0] == 2 and torch.equal(outside["received"], outside["raw"])
+    assert deactivate_symnoise(model) is True and deactivate_symnoise(model) is False
+
+
+def test_same_seed_same_noise():
+    model = tiny.model()
+    recorder = tiny.EmbeddingRecorder(model)
+    activate_symnoise(model, alpha=5.0)
+    for seed in (3, 3, 4):
+        with symnoise_forward(model, batch(), seed=seed) as doubled:
+            model(**doubled)
+    a, b, c = (call["received"] for call in recorder.calls)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_misuse_raises():
+    model = tiny.model()
+    with pytest.raises(ValueError, match="not active"):
+        with symnoise_forward(model, batch(), seed=0):
+            pass
+    activate_symnoise(model, alpha=1.0)
+    with pytest.raises(ValueError, match="already active"):
+        activate_symnoise(model, alpha=1.0)
+    with pytest.raises(RuntimeError, match="cannot be nested"):
+        with symnoise_forward(model, batch(), seed=0), symnoise_forward(model, batch(), seed=1):
+            pass
+    with pytest.raises(ValueError, match="seed must be in"):
+        with symnoise_forward(model, batch(), seed=-1):
+            pass
+    deactivate_symnoise(model)
+    for kwargs, match in [(dict(alpha=-1.0), "alpha"), (dict(alpha=1.0, length="x"), "length"),
+                          (dict(alpha=1.0, backend="x"), "backend")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            activate_symnoise(model, **kwargs)
+
+
+def test_peft_model_hooks_the_base_embeddings():
+    model = tiny.model()
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    hook = activate_symnoise(peft_model, alpha=2.0)
+    assert model.get_input_embeddings()._symnoise_hook is hook
+    assert deactivate_symnoise(peft_model)
+
+
+def test_vision_language_processors_are_refused(tmp_path):
+    class TextProcessor(ProcessorMixin):  # any ProcessorMixin marks a vision-language setup for SFTTrainer
+        attributes = ["tokenizer"]
+        tokenizer_class = "PreTrainedTokenizerFast"
+
+    with pytest.raises(ValueError, match="supports text-only models"):
+        SymNoiseSFTTrainer(
+            model=tiny.model(),
+            args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=5.0),
+            train_dataset=tiny.prompt_completion_dataset(),
+            processing_class=TextProcessor(tiny.tokenizer()),
+        )
+
+
+def test_custom_loop_example_runs():
+    losses = runpy.run_path(str(EXAMPLE))["main"](["--steps", "3"])
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
