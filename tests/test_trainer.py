@@ -21,6 +21,7 @@ LAYOUTS = {
     "grad_accum": dict(gradient_accumulation_steps=2),
     "padding_free": dict(padding_free=True, max_length=None),
     "packing": dict(packing=True, max_length=64),
+    "assistant_only": dict(assistant_only_loss=True),  # conversational data, loss on {% generation %} spans
 }
 VARLEN = ("padding_free", "packing")
 
@@ -37,10 +38,11 @@ class RecordingTrainer(SymNoiseSFTTrainer):
 def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overrides):
     attn = "varlen_reference" if layout in VARLEN else "sdpa"
     args = tiny.train_args(config_cls, tmp_path / trainer_cls.__name__, **{**LAYOUTS[layout], **overrides})
+    data = tiny.conversational_dataset(32) if layout == "assistant_only" else tiny.prompt_completion_dataset()
     trainer = trainer_cls(
         model=model or tiny.model(attn_implementation=attn),
         args=args,
-        train_dataset=tiny.prompt_completion_dataset(),
+        train_dataset=data,
         processing_class=tiny.tokenizer(),
     )
     trainer.train()
