@@ -1,0 +1,125 @@
+"""`symnoise-sft` end to end on the built-in tiny model: YAML config, full / LoRA / QLoRA, bad options."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from symnoise_trl import tasks
+from symnoise_trl.cli import run
+from symnoise_trl.tiny_model import VERSION, tiny_model_path
+
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
+FAST = ["--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "symnoise_cache"  # one tiny model for the whole session
+    monkeypatch.setenv("SYMNOISE_TRL_CACHE", str(cache))
+    return cache
+
+
+def test_quickstart_yaml_end_to_end(tmp_path, model_cache):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "symnoise_trl", "--config", str(QUICKSTART), "--output_dir", str(out), *FAST],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "SYMNOISE_TRL_CACHE": str(model_cache)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Saved the model and tokenizer to {out}" in done.stdout
+    assert "To run the same on a real model" in done.stdout
+    assert done.stdout.count("'loss'") + done.stderr.count("'loss'") >= 3  # Trainer's loss logs
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.vocab_size == len(tokenizer)
+    saved_args = torch.load(out / "training_args.bin", weights_only=False)
+    assert saved_args.symnoise_alpha == 5.0 and saved_args.max_steps == 3  # from the YAML, and its override
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora"])
+def test_lora_and_qlora(tmp_path, quantized):
+    out = tmp_path / "adapter"
+    argv = ["--config", str(QUICKSTART), "--output_dir", str(out), *FAST, "--use_peft", "--lora_r", "4"]
+    if quantized:
+        argv += ["--load_in_4bit", "--gradient_checkpointing", "true"]
+    trainer = run(argv)
+    base = trainer.model.get_base_model()
+    assert any(type(m).__name__ == "Linear4bit" for m in base.modules()) == quantized
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["base_model_name_or_path"] == str(tiny_model_path())
+    assert AutoPeftModelForCausalLM.from_pretrained(out).peft_config["default"].r == 4
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 3 and all(map(torch.isfinite, torch.tensor(losses)))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--symnoise_alpha", "-1"], "`symnoise_alpha` must be finite and >= 0"),
+        (["--symnoise_alpha", "5", "--neftune_noise_alpha", "5"], "`neftune_noise_alpha`"),
+        (["--symnoise_alpha", "5", "--no_such_option", "1"], "no_such_option"),
+        (["--symnoise_length", "tokens"], "invalid choice: 'tokens'"),
+    ],
+)
+def test_bad_options_exit_with_a_message(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--output_dir", str(tmp_path), "--bf16", "false", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_lists_symnoise_options():
+    command = [sys.executable, "-m", "symnoise_trl", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for option in ("--symnoise_alpha", "--symnoise_length", "--symnoise_seed", "--use_peft", "--load_in_4bit"):
+        assert option in text
+    assert "SymNoise strength, read like `neftune_noise_alpha`" in text
+
+
+def test_tiny_model_is_built_once(model_cache):
+    path = tiny_model_path()
+    assert path == model_cache / VERSION
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert tiny_model_path() == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    example = "Sort ascending: 38 61 45 27 64"
+    assert tokenizer.decode(tokenizer(example)["input_ids"]) == example
+
+
+def test_task_data_is_deterministic_and_shipped():
+    splits = tasks.generate()
+    assert splits == tasks.generate()
+    assert len(splits["train"]) >= 1000 and len(splits["test"]) >= 100
+    for split, rows in splits.items():
+        shipped = [json.loads(line) for line in (tasks.DATA_DIR / f"{split}.jsonl").read_text().splitlines()]
+        assert shipped == rows, f"{split}.jsonl differs from the generator: run python -m symnoise_trl.tasks"
+    assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["test"]}
+    assert {r["task"] for r in splits["test"]} == set(tasks.TASKS)
+    assert all(r["completion"].startswith(" ") for r in splits["train"])
+
+
+def test_task_answers_are_right():
+    checked = 0
+    for row in tasks.generate(n_train=300, n_test=0, seed=1)["train"]:
+        prompt, answer = row["prompt"], row["completion"].strip()
+        if row["task"] in ("add", "subtract", "multiply"):
+            expression = prompt.removeprefix("What is ").removesuffix("?")
+            assert str(eval(expression, {"__builtins__": {}})) == answer  # noqa: S307 - digits and one operator
+        elif row["task"] == "sort":
+            assert answer.split() == sorted(prompt.split(": ")[1].split(), key=int)
+        elif row["task"] == "reverse":
+            assert answer == prompt.split()[-1][::-1]
+        else:
+            continue
+        checked += 1
+        assert tasks.is_correct(row, f"  {answer}\n") and not tasks.is_correct(row, answer + "0")
+    assert checked > 100
