@@ -99,24 +99,33 @@ def double_batch(inputs: dict, layout: str) -> dict:
 
 @dataclass
 class NoisePlan:
-    """What the embedding hook needs for one micro-batch: the layout, the size of one copy, L per token, the seed."""
+    """What the embedding hook needs for one micro-batch: the layout, L per token, the seed, and which half.
+
+    half="both": the batch was doubled and the embeddings become [X + s*eps, X - s*eps]. half="plus"/"minus": the
+    batch was not doubled and the embeddings become that half alone (two-pass mode; same seed, same signs).
+    """
 
     layout: str
     lengths: torch.Tensor  # (B, L) or (1, T): L_n per token, 0 = no noise
     seed: int
     alpha: float
     backend: str = "auto"
+    half: str = "both"
 
     def apply(self, embeds: torch.Tensor) -> torch.Tensor:
-        """Embeddings of the doubled batch -> [X + s*eps, X - s*eps], X being the first copy's embeddings."""
         batch, tokens = self.lengths.shape
-        doubled = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
-        if tuple(embeds.shape[:2]) != doubled:
+        expected = (batch, tokens)
+        if self.half == "both":
+            expected = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
+        if tuple(embeds.shape[:2]) != expected:
             raise RuntimeError(
-                f"SymNoise expected embeddings of the doubled batch, shape {doubled} + (d,), got {tuple(embeds.shape)}"
+                f"SymNoise expected embeddings of shape {expected} + (d,) for half={self.half!r}, got "
+                f"{tuple(embeds.shape)}"
             )
-        x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]
         scale = noise_scale(self.lengths.to(embeds.device), self.alpha, embeds.shape[-1])
+        if self.half != "both":
+            return symnoise(embeds, scale, self.seed, half=self.half, backend=self.backend)
+        x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
         noisy = symnoise(x, scale, self.seed, backend=self.backend)  # (2, *x.shape)
         if self.layout == "packed":
             noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim

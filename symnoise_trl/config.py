@@ -30,6 +30,11 @@ class SymNoiseSFTConfig(SFTConfig):
         symnoise_backend (`str`, *optional*, defaults to `"auto"`):
             Implementation of the noise op: `"triton"` (the fused kernel), `"torch"` (the reference) or `"auto"`
             (Triton on CUDA, else torch). Both give the same bits.
+        symnoise_two_pass (`bool`, *optional*, defaults to `False`):
+            Memory-neutral mode: instead of one pass over the doubled batch, two forward/backward passes over the
+            original batch, `X + s*eps` then `X - s*eps` (same seed, each loss weighted 1/2). Same gradients, the
+            activation memory of plain SFT, about the same compute. The first pass does not all-reduce under DDP.
+            Not supported with DeepSpeed.
     """
 
     symnoise_alpha: float | None = field(
@@ -61,6 +66,15 @@ class SymNoiseSFTConfig(SFTConfig):
             "help": "SymNoise op implementation: 'triton' (fused kernel), 'torch' (reference) or 'auto' (Triton on "
             "CUDA, else torch). Both give bit-identical noise.",
             "choices": list(BACKENDS),
+        },
+    )
+
+    symnoise_two_pass: bool = field(
+        default=False,
+        metadata={
+            "help": "Memory-neutral SymNoise: two forward/backward passes of the original batch size (X + s*eps, then "
+            "X - s*eps, each loss weighted 1/2) instead of one pass over the doubled batch. Same gradients, the "
+            "activation memory of plain SFT. Not supported with DeepSpeed."
         },
     )
 

@@ -11,7 +11,7 @@ import torch
 
 from .batch import LENGTH_MODES, NoisePlan, batch_layout, double_batch, token_lengths
 from .kernels.reference import check_seed
-from .kernels.symnoise_op import BACKENDS
+from .kernels.symnoise_op import BACKENDS, HALVES
 
 
 class SymNoiseHook:
@@ -76,12 +76,15 @@ def active_symnoise_hook(model, accelerator=None) -> SymNoiseHook | None:
 
 
 @contextmanager
-def symnoise_forward(model, batch: dict, seed: int, accelerator=None):
+def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str = "both"):
     """Double `batch` and arm the model's SymNoise hook for the forward passes inside the block.
 
     Yields the doubled batch: run the model on it inside the block. With labels, the model's mean token loss over the
     doubled batch is (loss(X + s*eps) + loss(X - s*eps)) / 2; a loss normalised by a token count computed on the
     original batch must use twice that count. Every forward inside the block sees the same noise (same seed).
+
+    `half="plus"` / `"minus"` yields the batch as it is and noises it with that half only: two blocks with the same
+    seed, each loss weighted 1/2, give the gradients of the doubled batch at the activation memory of one copy.
 
         activate_symnoise(model, alpha=5.0)
         for step, batch in enumerate(loader):
@@ -96,11 +99,13 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None):
         raise ValueError("SymNoise is not active on this model; call activate_symnoise(model, alpha) first")
     if hook.plan is not None:
         raise RuntimeError("symnoise_forward blocks cannot be nested")
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     layout = batch_layout(batch)
     lengths = token_lengths(batch, layout, hook.length)
-    doubled = double_batch(batch, layout)
-    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend)
+    inputs = double_batch(batch, layout) if half == "both" else batch
+    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend, half)
     try:
-        yield doubled
+        yield inputs
     finally:
         hook.plan = None

@@ -1,5 +1,7 @@
 """`SymNoiseSFTTrainer`: TRL's `SFTTrainer` training on [X + s*eps, X - s*eps] (SymNoise, Algorithm 2)."""
 
+import contextlib
+
 from transformers import ProcessorMixin
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.utils import get_config_model_id
@@ -50,8 +52,15 @@ class SymNoiseSFTTrainer(SFTTrainer):
                     "SymNoiseSFTTrainer supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context "
                     "and sequence parallelism shard or share the batch, and its doubling is not defined for them."
                 )
+        if args.symnoise_alpha is not None and args.symnoise_two_pass and self.is_deepspeed_enabled:
+            raise ValueError(
+                "`symnoise_two_pass=True` runs two backward passes per micro-batch, which DeepSpeed's engine does not "
+                "support. Use the one-pass mode (`symnoise_two_pass=False`) with DeepSpeed."
+            )
         self._symnoise_step = None  # global step of the last training micro-batch
         self._symnoise_micro_step = 0
+        self._symnoise_half = "both"  # "plus" / "minus" during the passes of the two-pass mode
+        self._symnoise_seed = None  # the seed both passes share
 
     @property
     def symnoise_base_seed(self) -> int:
@@ -82,17 +91,39 @@ class SymNoiseSFTTrainer(SFTTrainer):
         finally:
             deactivate_symnoise(self.model, accelerator=self.accelerator)
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.args.symnoise_alpha is None or not self.args.symnoise_two_pass:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # Two-pass mode: X + s*eps, then X - s*eps, from one seed. The first pass keeps its gradients local, the
+        # second all-reduces their sum (when the Trainer syncs this micro-batch at all).
+        self._symnoise_seed = self._next_symnoise_seed()
+        losses = []
+        try:
+            for half in ("plus", "minus"):
+                self._symnoise_half = half
+                sync = self.accelerator.no_sync(model) if half == "plus" else contextlib.nullcontext()
+                with sync:
+                    losses.append(super().training_step(model, inputs, num_items_in_batch))
+        finally:
+            self._symnoise_half, self._symnoise_seed = "both", None
+        return losses[0] + losses[1]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.args.symnoise_alpha is None or not self.model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        seed = self._next_symnoise_seed()
+        half = self._symnoise_half
+        seed = self._next_symnoise_seed() if half == "both" else self._symnoise_seed
         tokens_before = self._total_train_tokens
-        with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator) as doubled:
-            # The doubled batch has twice the label tokens: the loss is then the mean of the two halves, and
-            # gradient accumulation stays exact.
+        with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator, half=half) as batch:
+            # Normalising by twice the label tokens makes the loss the mean of the two halves, in one pass over the
+            # doubled batch or as two passes weighted 1/2; gradient accumulation stays exact.
             doubled_items = None if num_items_in_batch is None else 2 * num_items_in_batch
-            result = super().compute_loss(model, doubled, return_outputs, doubled_items)
-        # Token counts are of real tokens: SFTTrainer counted both copies.
-        self._total_train_tokens = tokens_before + (self._total_train_tokens - tokens_before) // 2
+            result = super().compute_loss(model, batch, return_outputs, doubled_items)
+        if num_items_in_batch is None and half != "both":  # SFTTrainer took this half's own token mean
+            result = (result[0] / 2, result[1]) if return_outputs else result / 2
+        # Token counts are of real tokens: SFTTrainer counted both copies, or each pass of the two-pass mode.
+        counted = self._total_train_tokens - tokens_before
+        counted = {"both": counted // 2, "plus": counted, "minus": 0}[half]
+        self._total_train_tokens = tokens_before + counted
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         return result

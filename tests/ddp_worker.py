@@ -1,9 +1,12 @@
-"""One rank of the two-process DDP test (run by torchrun): trains a few SymNoise steps and saves what it saw."""
+"""One rank of the two-process DDP test (run by torchrun): trains a few SymNoise steps in the one-pass and the
+two-pass mode and saves what it saw, including how many gradient all-reduces DDP ran."""
 
 import os
 import sys
 
 import torch
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from transformers import TrainerCallback
 
 sys.path.insert(0, os.path.dirname(__file__))
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer  # noqa: E402
@@ -11,8 +14,13 @@ from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer  # noqa: E402
 import tiny  # noqa: E402
 
 
-class SeedRecordingTrainer(SymNoiseSFTTrainer):
-    seeds = []
+class RecordingTrainer(SymNoiseSFTTrainer):
+    """Records the noise seeds and counts the DDP gradient buckets all-reduced."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seeds, self.allreduces = [], 0
+        self.add_callback(CountAllReduces(self))
 
     def _next_symnoise_seed(self):
         seed = super()._next_symnoise_seed()
@@ -20,25 +28,44 @@ class SeedRecordingTrainer(SymNoiseSFTTrainer):
         return seed
 
 
-def main(out_dir):
+class CountAllReduces(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        def counting_allreduce(trainer, bucket):
+            trainer.allreduces += 1
+            return allreduce_hook(None, bucket)
+
+        self.trainer.model_wrapped.register_comm_hook(self.trainer, counting_allreduce)
+
+
+def train(out_dir, two_pass):
     model = tiny.model()
     recorder = tiny.EmbeddingRecorder(model)
-    args = tiny.train_args(SymNoiseSFTConfig, out_dir, symnoise_alpha=5.0, max_steps=2, per_device_train_batch_size=2)
-    trainer = SeedRecordingTrainer(
+    args = tiny.train_args(
+        SymNoiseSFTConfig, out_dir, symnoise_alpha=5.0, symnoise_two_pass=two_pass, max_steps=2,
+        per_device_train_batch_size=2, gradient_accumulation_steps=2, optim="sgd", learning_rate=0.05,
+    )  # fmt: skip
+    trainer = RecordingTrainer(
         model=model, args=args, train_dataset=tiny.prompt_completion_dataset(), processing_class=tiny.tokenizer()
     )
     trainer.train()
     first = [c for c in recorder.calls if c["training"]][0]
-    half = first["raw"].shape[0] // 2
-    torch.save(
-        {
-            "world_size": trainer.accelerator.num_processes,
-            "seeds": SeedRecordingTrainer.seeds,
-            "signs": torch.sign(first["received"][:half] - first["raw"][:half]),
-            "params": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
-        },
-        os.path.join(out_dir, f"rank{trainer.accelerator.process_index}.pt"),
-    )
+    half = first["raw"].shape[0] if two_pass else first["raw"].shape[0] // 2
+    return {
+        "world_size": trainer.accelerator.num_processes,
+        "seeds": trainer.seeds,
+        "allreduces": trainer.allreduces,
+        "signs": torch.sign(first["received"][:half] - first["raw"][:half]),
+        "params": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
+    }
+
+
+def main(out_dir):
+    results = {mode: train(out_dir, mode == "two_pass") for mode in ("one_pass", "two_pass")}
+    rank = int(os.environ["RANK"])
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 if __name__ == "__main__":

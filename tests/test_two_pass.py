@@ -1,0 +1,71 @@
+"""symnoise_two_pass: two passes of the original batch give the parameters of one pass over the doubled batch."""
+
+import pytest
+import torch
+
+from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
+
+import tiny
+
+SETTINGS = {
+    "padded": dict(),
+    "grad_accum": dict(gradient_accumulation_steps=2, per_device_train_batch_size=2),
+    "packing": dict(packing=True, max_length=64),
+}
+
+
+def train(tmp_path, two_pass, model=None, **overrides):
+    attn = "varlen_reference" if overrides.get("packing") else "sdpa"
+    args = tiny.train_args(SymNoiseSFTConfig, tmp_path / f"two_pass_{two_pass}", symnoise_alpha=5.0,
+                           symnoise_two_pass=two_pass, **overrides)  # fmt: skip
+    trainer = SymNoiseSFTTrainer(
+        model=model or tiny.model(attn_implementation=attn),
+        args=args,
+        train_dataset=tiny.prompt_completion_dataset(),
+        processing_class=tiny.tokenizer(),
+    )
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_two_pass_matches_the_doubled_batch(tmp_path, setting):
+    # SGD: parameters move linearly with the gradients. (Adam divides by sqrt(v), which turns float noise in
+    # near-zero gradient entries into differences of up to lr.)
+    sgd = dict(optim="sgd", learning_rate=0.05)
+    one = train(tmp_path, False, **SETTINGS[setting], **sgd)
+    two = train(tmp_path, True, **SETTINGS[setting], **sgd)
+    logs = [[h for h in t.state.log_history if "loss" in h] for t in (one, two)]
+    assert len(logs[0]) == len(logs[1]) == 3
+    for a, b in zip(*logs, strict=True):
+        assert b["num_tokens"] == a["num_tokens"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_two_pass_runs_the_halves_at_the_original_batch_size(tmp_path):
+    model = tiny.model()
+    recorder = tiny.EmbeddingRecorder(model)
+    train(tmp_path, True, model=model, max_steps=1)
+    plus, minus = [c for c in recorder.calls if c["training"]]
+    assert plus["raw"].shape[0] == minus["raw"].shape[0] == 4  # not doubled
+    assert torch.equal(plus["raw"], minus["raw"])
+    torch.testing.assert_close((plus["received"] + minus["received"]) / 2, plus["raw"], rtol=0, atol=1e-6)
+    assert not torch.equal(plus["received"], plus["raw"])
+
+
+def test_two_pass_is_refused_with_deepspeed(tmp_path):
+    class PretendDeepSpeed(SymNoiseSFTTrainer):
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            self.is_deepspeed_enabled = True
+
+    with pytest.raises(ValueError, match="`symnoise_two_pass=True` runs two backward passes"):
+        PretendDeepSpeed(
+            model=tiny.model(),
+            args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=5.0, symnoise_two_pass=True),
+            train_dataset=tiny.prompt_completion_dataset(),
+            processing_class=tiny.tokenizer(),
+        )
