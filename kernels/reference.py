@@ -78,24 +78,18 @@ def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
     return bits.to(torch.int8) * 2 - 1
 
 
-def round_to_bfloat16(v: torch.Tensor) -> torch.Tensor:
-    """fp32 -> bf16, round to nearest even on the integer bits; NaN stays NaN (quiet, sign and payload kept).
-
-    Same arithmetic as the kernel's store; equals `v.to(torch.bfloat16)` for every non-NaN value.
-    """
-    b = v.view(torch.int32).to(torch.int64) & MASK32
-    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
-    is_nan = (b & 0x7FFFFFFF) > 0x7F800000
-    out = torch.where(is_nan, (b >> 16) | 0x40, rounded)
-    out = torch.where(out >= 0x8000, out - 0x10000, out)  # as int16 (two's complement), without relying on wrap
-    return out.to(torch.int16).view(torch.bfloat16)
+# The one NaN pattern the op writes per dtype (NaN bits otherwise differ between GPU and CPU arithmetic).
+CANONICAL_NAN_BITS = {torch.float32: 0x7FC00000, torch.float16: 0x7E00, torch.bfloat16: 0x7FC0}
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def store_rounding(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The kernel's single fp32 -> dtype rounding (round to nearest even)."""
-    if dtype == torch.bfloat16:
-        return round_to_bfloat16(v)
-    return v.to(dtype)
+    """The kernel's store: fp32 -> dtype, round to nearest even, every NaN as CANONICAL_NAN_BITS[dtype]."""
+    out = v.to(dtype)  # torch rounds to nearest even (the kernel does the same on the integer bits for bf16)
+    nan = torch.isnan(v)
+    if nan.any():
+        out.view(_INT_VIEW[dtype])[nan] = CANONICAL_NAN_BITS[dtype]
+    return out
 
 
 def symnoise_reference(x2d: torch.Tensor, scale: torch.Tensor, seed: int, half: str) -> torch.Tensor:

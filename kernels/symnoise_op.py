@@ -135,8 +135,9 @@ def symnoise(x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: 
         backend: "triton", "torch" (the reference) or "auto" (Triton on CUDA when importable, else torch).
             Both give bit-identical results.
 
-    Arithmetic is fp32 with one round-to-nearest-even store to x.dtype. The gradient w.r.t. x is
-    grad[0] + grad[1] ("both") or grad (one half); scale and seed get none.
+    Arithmetic is fp32 with one round-to-nearest-even store to x.dtype; a NaN is written as the dtype's canonical
+    quiet NaN (GPU and CPU arithmetic disagree on NaN bits). The gradient w.r.t. x is grad[0] + grad[1] ("both")
+    or grad (one half); scale and seed get none.
     """
     _check_x(x)
     scale_rows, scale_value = _scale_arg(scale, x)

@@ -13,21 +13,20 @@ from .reference import CHUNK
 
 
 @triton.jit
-def _round_to_bfloat16_bits(v):
-    # NOTE: the interpreter truncates on .to(tl.bfloat16) while compiled code rounds to nearest even, so the
-    # rounding is done on the integer bits: both then agree with torch bit for bit (reference.round_to_bfloat16).
-    b = v.to(tl.uint32, bitcast=True)
-    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
-    is_nan = (b & 0x7FFFFFFF) > 0x7F800000
-    return tl.where(is_nan, (b >> 16) | 0x40, rounded).to(tl.int16)
-
-
-@triton.jit
-def _store(ptr, v, mask, ROUND_BF16: tl.constexpr):
-    if ROUND_BF16:
-        tl.store(ptr, _round_to_bfloat16_bits(v), mask=mask)  # ptr is the int16 view of a bf16 tensor
+def _output_bits(v, DTYPE: tl.constexpr):
+    """fp32 values -> the integer bits of DTYPE, rounded to nearest even, NaN written as the canonical quiet NaN."""
+    # NOTE: stores go through integer views for two reasons. The interpreter truncates on .to(tl.bfloat16) while
+    # compiled code rounds to nearest even, so bf16 is rounded on the integer bits. And NaN bits differ by backend
+    # (NVIDIA arithmetic returns 0x7FFFFFFF, x86 keeps the payload), so every NaN is written as one pattern.
+    is_nan = v != v
+    if DTYPE == tl.bfloat16:
+        b = v.to(tl.uint32, bitcast=True)
+        bits = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).to(tl.int16)
+        return tl.where(is_nan, 0x7FC0, bits)
+    elif DTYPE == tl.float16:
+        return tl.where(is_nan, 0x7E00, v.to(tl.float16).to(tl.int16, bitcast=True))
     else:
-        tl.store(ptr, v.to(ptr.dtype.element_ty), mask=mask)  # fp32: exact; fp16: round to nearest even
+        return tl.where(is_nan, 0x7FC00000, v.to(tl.int32, bitcast=True))
 
 
 @triton.jit
@@ -43,7 +42,6 @@ def _symnoise_kernel(
     SCALE_PER_ROW: tl.constexpr,
     WRITE_PLUS: tl.constexpr,
     WRITE_MINUS: tl.constexpr,
-    ROUND_BF16: tl.constexpr,
     BLOCK_ROWS: tl.constexpr,
     BLOCK_CHUNKS: tl.constexpr,
 ):
@@ -60,6 +58,7 @@ def _symnoise_kernel(
     row_ok = rows < n_rows
     mask = row_ok[:, None, None] & (cols < dim)[None, :, :]
     offsets = rows[:, None, None] * dim + cols[None, :, :]
+    DTYPE: tl.constexpr = x_ptr.dtype.element_ty
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
 
     # NOTE: computed directly on the (rows, chunks) broadcast shape, Philox is rematerialised by the compiler in
@@ -87,9 +86,9 @@ def _symnoise_kernel(
     keep = s == 0.0  # padding rows come back bit for bit (x + 0.0 would turn -0.0 into +0.0)
 
     if WRITE_PLUS:
-        _store(out_ptr + offsets, tl.where(keep, x, x + noise), mask, ROUND_BF16)
+        tl.store(out_ptr + offsets, _output_bits(tl.where(keep, x, x + noise), DTYPE), mask=mask)
     if WRITE_MINUS:
-        _store(out_ptr + minus_offset + offsets, tl.where(keep, x, x - noise), mask, ROUND_BF16)
+        tl.store(out_ptr + minus_offset + offsets, _output_bits(tl.where(keep, x, x - noise), DTYPE), mask=mask)
 
 
 def default_config(n_rows: int, dim: int) -> tuple[int, int, int]:
@@ -118,11 +117,10 @@ def symnoise_triton(
     if out.numel() == 0:
         return out
     block_rows, block_chunks, num_warps = config or default_config(n_rows, dim)
-    round_bf16 = x2d.dtype == torch.bfloat16
     grid = (triton.cdiv(n_rows, block_rows), triton.cdiv(dim, block_chunks * CHUNK))
     _symnoise_kernel[grid](
         x2d,
-        out.view(torch.int16) if round_bf16 else out,
+        out.view(torch.int32 if x2d.dtype == torch.float32 else torch.int16),  # see _output_bits
         scale if scale is not None else x2d,  # unused pointer when SCALE_PER_ROW is False
         float(scale_value),
         seed,
@@ -132,7 +130,6 @@ def symnoise_triton(
         SCALE_PER_ROW=scale is not None,
         WRITE_PLUS=half != "minus",
         WRITE_MINUS=half != "plus",
-        ROUND_BF16=round_bf16,
         BLOCK_ROWS=block_rows,
         BLOCK_CHUNKS=block_chunks,
         num_warps=num_warps,

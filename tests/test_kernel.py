@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from symnoise_trl.kernels import symnoise
-from symnoise_trl.kernels.reference import symnoise_reference
+from symnoise_trl.kernels.reference import CANONICAL_NAN_BITS, symnoise_reference
 from symnoise_trl.kernels.symnoise_triton import default_config, symnoise_triton
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -37,7 +37,7 @@ def test_triton_equals_reference(dtype, half, per_row):
     for dim in DIMS:
         for n_rows in ROWS:
             x = torch.randn(n_rows, dim, generator=gen).to(dtype)
-            x[0, 0] = -0.0
+            x[0, : min(dim, 3)] = torch.tensor([-0.0, float("nan"), float("-inf")])[: min(dim, 3)].to(dtype)
             scale = row_scales(n_rows) if per_row else 0.37
             got = symnoise(x, scale, SEED, half=half, backend="triton")
             want = symnoise(x, scale, SEED, half=half, backend="torch")
@@ -70,12 +70,21 @@ def test_non_contiguous_and_batched_input():
 def test_zero_scale_rows_are_returned_bit_for_bit():
     x = torch.randn(6, 130)
     x[1] = -0.0
-    x[2, :5] = float("nan")
+    x[2, :5] = float("nan")  # torch's NaN is the canonical one: kept as it is
     scale = torch.tensor([0.1, 0.0, 0.0, 0.2, 0.0, 0.3])
     out = symnoise(x, scale, 9, backend="triton")
     for n in (1, 2, 4):
         assert torch.equal(bits(out[0, n]), bits(x[n])) and torch.equal(bits(out[1, n]), bits(x[n]))
     assert not torch.equal(out[0, 0], x[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_nan_is_written_as_one_pattern(dtype):
+    payloads = torch.tensor([0x7FC00000, 0xFFC00001 - 2**32, 0x7FA00000, 0xFFFFFFFF - 2**32], dtype=torch.int32)
+    x = payloads.view(torch.float32).repeat(3, 1).to(dtype)
+    for backend in ("triton", "torch"):
+        out = symnoise(x, torch.tensor([0.5, 0.0, 0.25]), 3, backend=backend)
+        assert (bits(out) == CANONICAL_NAN_BITS[dtype]).all(), backend
 
 
 @pytest.mark.parametrize("shape", [(0, 64), (5, 0), (2, 0, 8)])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from symnoise_trl.kernels import philox4x32, rademacher
-from symnoise_trl.kernels.reference import round_to_bfloat16
+from symnoise_trl.kernels.reference import store_rounding
 
 # Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key, expected output).
 KNOWN_ANSWERS = [
@@ -53,19 +53,31 @@ def test_rademacher_prefix_is_stable():
     assert torch.equal(rademacher(10, 1000, 3)[:4, :130], rademacher(4, 130, 3))
 
 
-def test_round_to_bfloat16_matches_torch():
+def integer_round_to_bfloat16(v: torch.Tensor) -> torch.Tensor:
+    """The kernel's bf16 rounding, on the integer bits (int64 to stay clear of overflow); NaN -> 0x7FC0."""
+    b = v.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    out = torch.where((b & 0x7FFFFFFF) > 0x7F800000, 0x7FC0, rounded)
+    return torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16)
+
+
+def test_store_rounding_matches_integer_rounding():
     torch.manual_seed(0)
     special = [0.0, -0.0, 1.0, -1.0, 3.3895e38, -3.3895e38, 3.4e38, float("inf"), float("-inf"), 1e-40, -1e-45]
     ties = torch.tensor([0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7FFFFF], dtype=torch.int32).view(torch.float32)
     v = torch.cat(
         [torch.randn(100_000) * 10.0 ** torch.randint(-30, 30, (100_000,)).float(), torch.tensor(special), ties]
     )
-    assert torch.equal(round_to_bfloat16(v).view(torch.int16), v.to(torch.bfloat16).view(torch.int16))
+    nans = torch.tensor([0x7FC00000, 0xFFC00001 - 2**32, 0x7F800001, 0x7FFFFFFF], dtype=torch.int32)
+    v = torch.cat([v, nans.view(torch.float32)])
+    assert torch.equal(store_rounding(v, torch.bfloat16).view(torch.int16), integer_round_to_bfloat16(v))
 
 
-def test_round_to_bfloat16_keeps_nan():
-    nans = torch.tensor([0x7FC00000, 0xFFC00001 - 2**32, 0x7F800001], dtype=torch.int32).view(torch.float32)
-    assert torch.isnan(round_to_bfloat16(nans).float()).all()
+@pytest.mark.parametrize("dtype, nan_bits", [(torch.float32, 0x7FC00000), (torch.float16, 0x7E00)])
+def test_store_rounding_writes_one_nan_pattern(dtype, nan_bits):
+    v = torch.tensor([0x7FC00000, 0xFFC00001 - 2**32, 0x7F800001, 0x7FFFFFFF, 0x3F800000], dtype=torch.int32)
+    out = store_rounding(v.view(torch.float32), dtype).view(torch.int32 if dtype == torch.float32 else torch.int16)
+    assert out[:4].tolist() == [nan_bits] * 4 and out[4].item() != nan_bits
 
 
 @pytest.mark.parametrize(
