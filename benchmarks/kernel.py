@@ -4,7 +4,8 @@ Forward and backward, side by side in one run, over tokens x hidden size x dtype
   symnoise  the op (`backend="auto"`: the fused Triton kernel on a GPU, the torch reference on a CPU)
   eager     Algorithm 2 in plain PyTorch: a random sign tensor, add, subtract, concatenate
   compile   torch.compile of `eager`
-  neftune   transformers' NEFTune noise on the same X (one output: the incumbent's cost)
+  neftune   transformers' NEFTune noise on the same X (one output: the incumbent's cost; forward only, its
+            backward passes the gradient through untouched)
   copy      the roofline: read X once, write it twice (forward); read two grads, write their sum (backward)
 GPU timings use triton.testing.do_bench; CPU timings a repeat-and-median timer (never the Triton interpreter).
 Writes benchmarks/results/kernel_<device>.csv and a plot, and prints a table last.
@@ -107,11 +108,13 @@ def measure(tokens: int, hidden: int, dtype: torch.dtype, device: str, repeats: 
     scale = ALPHA / math.sqrt(3 * tokens * hidden)
     rows = []
     for name, fn in providers(scale, compiled).items():
-        forward = timer(lambda fn=fn: fn(x), on_gpu, repeats)
-        y = fn(x)
-        grad = torch.randn_like(y)
-        backward = timer(lambda y=y, grad=grad: torch.autograd.grad(y, x, grad, retain_graph=True), on_gpu, repeats)
-        for direction, (median, p20, p80) in (("forward", forward), ("backward", backward)):
+        timings = [("forward", timer(lambda fn=fn: fn(x), on_gpu, repeats))]
+        if name != "neftune":
+            y = fn(x)
+            grad = torch.randn_like(y)
+            backward = lambda y=y, grad=grad: torch.autograd.grad(y, x, grad, retain_graph=True)  # noqa: E731
+            timings.append(("backward", timer(backward, on_gpu, repeats)))
+        for direction, (median, p20, p80) in timings:
             rows.append(dict(provider=name, direction=direction, tokens=tokens, hidden=hidden,
                              dtype=str(dtype).removeprefix("torch."), ms=median, ms_p20=p20, ms_p80=p80))  # fmt: skip
     # Bandwidth and ratios, measured side by side in this run.

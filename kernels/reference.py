@@ -52,18 +52,22 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def rademacher_bits(n_rows: int, dim: int, seed: int, device=None, row_start: int = 0) -> torch.Tensor:
-    """Bool (n_rows, dim): True where the sign of rows [row_start, row_start + n_rows) is +1."""
+def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
+    """int8 (n_rows, dim) of +-1: eps(n, j) of DESIGN section 3 (no argument checks)."""
     n_chunks = -(-dim // CHUNK)
-    rows = torch.arange(row_start, row_start + n_rows, device=device, dtype=torch.int64)[:, None]
+    rows = torch.arange(n_rows, device=device, dtype=torch.int64)[:, None]
     chunks = torch.arange(n_chunks, device=device, dtype=torch.int64)[None, :]
     zero = torch.zeros((), device=device, dtype=torch.int64)
     words = philox4x32(
         rows.expand(n_rows, n_chunks), chunks.expand(n_rows, n_chunks), zero, zero, seed & MASK32, seed >> 32
     )
-    words = torch.stack(words, dim=-1).to(torch.int32)  # (N, C, 4); values >= 2**31 wrap, bits are kept
-    bits = torch.arange(32, device=device, dtype=torch.int32)
-    signs = ((words[..., None] >> bits) & 1).bool()  # (N, C, 4, 32): column = 128 c + 32 q + b
+    # Bit b of word q is bit (b & 7) of its byte b >> 3: split the words into bytes and look the 8 signs of each
+    # byte up in a (256, 8) table - one int8 gather instead of shifts and masks over N*d integers.
+    words = torch.stack(words, dim=-1)  # (N, C, 4), uint32 values in int64
+    byte_values = (words[..., None] >> torch.tensor([0, 8, 16, 24], device=device)) & 0xFF  # (N, C, 4, 4)
+    bits = (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
+    table = (bits * 2 - 1).to(torch.int8)  # (256, 8)
+    signs = table[byte_values.reshape(-1)]  # column = 128 c + 32 q + 8 byte + bit
     return signs.reshape(n_rows, n_chunks * CHUNK)[:, :dim]
 
 
@@ -74,8 +78,7 @@ def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     if n_rows > MAX_ROWS:
         raise ValueError(f"n_rows must be at most 2**32 (the row is a 32-bit Philox counter), got {n_rows}")
-    bits = rademacher_bits(n_rows, dim, check_seed(seed), device)
-    return bits.to(torch.int8) * 2 - 1
+    return rademacher_signs(n_rows, dim, check_seed(seed), device).contiguous()
 
 
 # The one NaN pattern the op writes per dtype (NaN bits otherwise differ between GPU and CPU arithmetic).
@@ -83,12 +86,13 @@ CANONICAL_NAN_BITS = {torch.float32: 0x7FC00000, torch.float16: 0x7E00, torch.bf
 _INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
-def store_rounding(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def store_rounding(v: torch.Tensor, dtype: torch.dtype, may_have_nan: bool = True) -> torch.Tensor:
     """The kernel's store: fp32 -> dtype, round to nearest even, every NaN as CANONICAL_NAN_BITS[dtype]."""
     out = v.to(dtype)  # torch rounds to nearest even (the kernel does the same on the integer bits for bf16)
-    nan = torch.isnan(v)
-    if nan.any():
-        out.view(_INT_VIEW[dtype])[nan] = CANONICAL_NAN_BITS[dtype]
+    if may_have_nan:
+        nan = torch.isnan(v)
+        if nan.any():
+            out.view(_INT_VIEW[dtype])[nan] = CANONICAL_NAN_BITS[dtype]
     return out
 
 
@@ -99,15 +103,14 @@ def symnoise_reference(x2d: torch.Tensor, scale: torch.Tensor, seed: int, half: 
     same single addition. Rows with s == 0 return x itself (bit for bit, -0.0 included).
     """
     n_rows, dim = x2d.shape
-    plus = rademacher_bits(n_rows, dim, seed, x2d.device)
-    s = scale[:, None]
-    noise = torch.where(plus, s, -s)
+    noise = rademacher_signs(n_rows, dim, seed, x2d.device) * scale[:, None]  # fp32 +-s, exact
     xf = x2d.float()
-    keep = s == 0
-    halves = []
-    if half in ("both", "plus"):
-        halves.append(torch.where(keep, xf, xf + noise))
-    if half in ("both", "minus"):
-        halves.append(torch.where(keep, xf, xf - noise))
-    out = torch.stack(halves) if half == "both" else halves[0]
-    return store_rounding(out, x2d.dtype)
+    halves = [h for h in ("plus", "minus") if half in ("both", h)]
+    out = torch.empty((len(halves), n_rows, dim), dtype=torch.float32, device=x2d.device)
+    for i, h in enumerate(halves):
+        (torch.add if h == "plus" else torch.sub)(xf, noise, out=out[i])
+    keep = scale == 0
+    if keep.any():  # x + 0.0 would turn -0.0 into +0.0
+        out[:, keep] = xf[keep]
+    # x + finite noise is NaN only where x is: check the (smaller) input rather than the output.
+    return store_rounding(out if half == "both" else out[0], x2d.dtype, bool(torch.isnan(x2d).any()))
