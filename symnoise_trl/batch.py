@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .kernels import symnoise
+from .noise import one_sided_noise
 
 LENGTH_MODES = ("sequence", "padded")
 # Tensors that hold one value per example (padded) or per token (packed): these are duplicated.
@@ -111,11 +112,13 @@ class NoisePlan:
     alpha: float
     backend: str = "auto"
     half: str = "both"
+    distribution: str = "symmetric"  # or a one-sided noise of symnoise_trl.noise (the batch is not doubled)
 
     def apply(self, embeds: torch.Tensor) -> torch.Tensor:
         batch, tokens = self.lengths.shape
         expected = (batch, tokens)
-        if self.half == "both":
+        doubled = self.half == "both" and self.distribution == "symmetric"
+        if doubled:
             expected = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
         if tuple(embeds.shape[:2]) != expected:
             raise RuntimeError(
@@ -123,6 +126,8 @@ class NoisePlan:
                 f"{tuple(embeds.shape)}"
             )
         scale = noise_scale(self.lengths.to(embeds.device), self.alpha, embeds.shape[-1])
+        if self.distribution != "symmetric":
+            return one_sided_noise(embeds, scale, self.seed, self.distribution, self.backend)
         if self.half != "both":
             return symnoise(embeds, scale, self.seed, half=self.half, backend=self.backend)
         x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy

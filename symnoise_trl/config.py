@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .noise import DISTRIBUTIONS
+
 LENGTH_MODES = ("sequence", "padded")
 BACKENDS = ("auto", "triton", "torch")
 
@@ -30,6 +32,10 @@ class SymNoiseSFTConfig(SFTConfig):
         symnoise_backend (`str`, *optional*, defaults to `"auto"`):
             Implementation of the noise op: `"triton"` (the fused kernel), `"torch"` (the reference) or `"auto"`
             (Triton on CUDA, else torch). Both give the same bits.
+        symnoise_distribution (`str`, *optional*, defaults to `"symmetric"`):
+            `"symmetric"` is SymNoise (Algorithm 2, two copies). For the paper's ablations, one-sided noises that keep
+            the batch, RMS-matched at the same alpha (per-element RMS alpha / sqrt(3 L d)): `"rademacher"` (+-1,
+            the paper's "Bernoulli"), `"uniform"` (NEFTune exactly), `"gaussian"` (sigma alpha / sqrt(3 L d)).
         symnoise_two_pass (`bool`, *optional*, defaults to `False`):
             Memory-neutral mode: instead of one pass over the doubled batch, two forward/backward passes over the
             original batch, `X + s*eps` then `X - s*eps` (same seed, each loss weighted 1/2). Same gradients, the
@@ -69,6 +75,14 @@ class SymNoiseSFTConfig(SFTConfig):
         },
     )
 
+    symnoise_distribution: str = field(
+        default="symmetric",
+        metadata={
+            "help": "'symmetric' is SymNoise (two copies). Ablations, one-sided and RMS-matched at the same alpha: "
+            "'rademacher' (+-1 noise, the paper's Bernoulli), 'uniform' (NEFTune), 'gaussian'.",
+            "choices": list(DISTRIBUTIONS),
+        },
+    )
     symnoise_two_pass: bool = field(
         default=False,
         metadata={
@@ -96,6 +110,15 @@ class SymNoiseSFTConfig(SFTConfig):
             raise ValueError(f"`symnoise_length` must be one of {LENGTH_MODES}, got {self.symnoise_length!r}")
         if self.symnoise_backend not in BACKENDS:
             raise ValueError(f"`symnoise_backend` must be one of {BACKENDS}, got {self.symnoise_backend!r}")
+        if self.symnoise_distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"`symnoise_distribution` must be one of {DISTRIBUTIONS}, got {self.symnoise_distribution!r}"
+            )
+        if self.symnoise_two_pass and self.symnoise_distribution != "symmetric":
+            raise ValueError(
+                "`symnoise_two_pass` splits the two SymNoise copies; it needs `symnoise_distribution='symmetric'`, "
+                f"got {self.symnoise_distribution!r}"
+            )
         seed = self.symnoise_seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"`symnoise_seed` must be an int >= 0 or None (to use `seed`), got {seed!r}")

@@ -12,19 +12,22 @@ import torch
 from .batch import LENGTH_MODES, NoisePlan, batch_layout, double_batch, token_lengths
 from .kernels.reference import check_seed
 from .kernels.symnoise_op import BACKENDS, HALVES
+from .noise import DISTRIBUTIONS
 
 
 class SymNoiseHook:
     """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output."""
 
-    def __init__(self, alpha: float, length: str = "sequence", backend: str = "auto"):
+    def __init__(self, alpha: float, length: str = "sequence", backend: str = "auto", distribution: str = "symmetric"):
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (0 <= alpha < float("inf")):
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
         if length not in LENGTH_MODES:
             raise ValueError(f"length must be one of {LENGTH_MODES}, got {length!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.alpha, self.length, self.backend = float(alpha), length, backend
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+        self.alpha, self.length, self.backend, self.distribution = float(alpha), length, backend, distribution
         self.plan: NoisePlan | None = None
         self.handle = None
 
@@ -41,7 +44,13 @@ def _input_embeddings(model, accelerator=None) -> torch.nn.Module:
 
 
 def activate_symnoise(
-    model, alpha: float, *, length: str = "sequence", backend: str = "auto", accelerator=None
+    model,
+    alpha: float,
+    *,
+    length: str = "sequence",
+    backend: str = "auto",
+    distribution: str = "symmetric",
+    accelerator=None,
 ) -> SymNoiseHook:
     """Attach a SymNoise hook to `model`'s input embeddings. It stays inert until `symnoise_forward` arms it.
 
@@ -50,11 +59,13 @@ def activate_symnoise(
         alpha: noise strength, read like NEFTune's alpha: s = alpha / sqrt(3 * L * d).
         length: "sequence" (L = each sequence's real length, no noise on padding) or "padded" (L = padded length).
         backend: "auto", "triton" or "torch" (see `symnoise_trl.kernels.symnoise`).
+        distribution: "symmetric" (SymNoise: two copies), or a one-sided noise for ablations, RMS-matched at the
+            same alpha: "rademacher", "uniform" (NEFTune), "gaussian" (see `symnoise_trl.noise`).
     """
     embeddings = _input_embeddings(model, accelerator)
     if getattr(embeddings, "_symnoise_hook", None) is not None:
         raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
-    hook = SymNoiseHook(alpha, length, backend)
+    hook = SymNoiseHook(alpha, length, backend, distribution)
     hook.handle = embeddings.register_forward_hook(hook)
     embeddings._symnoise_hook = hook
     return hook
@@ -79,9 +90,10 @@ def active_symnoise_hook(model, accelerator=None) -> SymNoiseHook | None:
 def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str = "both"):
     """Double `batch` and arm the model's SymNoise hook for the forward passes inside the block.
 
-    Yields the doubled batch: run the model on it inside the block. With labels, the model's mean token loss over the
-    doubled batch is (loss(X + s*eps) + loss(X - s*eps)) / 2; a loss normalised by a token count computed on the
-    original batch must use twice that count. Every forward inside the block sees the same noise (same seed).
+    Yields the doubled batch (the batch itself for a one-sided `distribution`): run the model on it inside the
+    block. With labels, the model's mean token loss over the doubled batch is (loss(X + s*eps) + loss(X - s*eps)) / 2;
+    a loss normalised by a token count computed on the original batch must use twice that count. Every forward
+    inside the block sees the same noise (same seed).
 
     `half="plus"` / `"minus"` yields the batch as it is and noises it with that half only: two blocks with the same
     seed, each loss weighted 1/2, give the gradients of the doubled batch at the activation memory of one copy.
@@ -103,8 +115,9 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     layout = batch_layout(batch)
     lengths = token_lengths(batch, layout, hook.length)
-    inputs = double_batch(batch, layout) if half == "both" else batch
-    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend, half)
+    doubled = half == "both" and hook.distribution == "symmetric"
+    inputs = double_batch(batch, layout) if doubled else batch
+    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend, half, hook.distribution)
     try:
         yield inputs
     finally:

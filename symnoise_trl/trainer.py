@@ -84,6 +84,7 @@ class SymNoiseSFTTrainer(SFTTrainer):
             self.args.symnoise_alpha,
             length=self.args.symnoise_length,
             backend=self.args.symnoise_backend,
+            distribution=self.args.symnoise_distribution,
             accelerator=self.accelerator,
         )
         try:
@@ -117,13 +118,16 @@ class SymNoiseSFTTrainer(SFTTrainer):
         with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator, half=half) as batch:
             # Normalising by twice the label tokens makes the loss the mean of the two halves, in one pass over the
             # doubled batch or as two passes weighted 1/2; gradient accumulation stays exact.
-            doubled_items = None if num_items_in_batch is None else 2 * num_items_in_batch
+            doubled_items = num_items_in_batch
+            if num_items_in_batch is not None and self.args.symnoise_distribution == "symmetric":
+                doubled_items = 2 * num_items_in_batch
             result = super().compute_loss(model, batch, return_outputs, doubled_items)
         if num_items_in_batch is None and half != "both":  # SFTTrainer took this half's own token mean
             result = (result[0] / 2, result[1]) if return_outputs else result / 2
         # Token counts are of real tokens: SFTTrainer counted both copies, or each pass of the two-pass mode.
         counted = self._total_train_tokens - tokens_before
-        counted = {"both": counted // 2, "plus": counted, "minus": 0}[half]
+        if self.args.symnoise_distribution == "symmetric":
+            counted = {"both": counted // 2, "plus": counted, "minus": 0}[half]
         self._total_train_tokens = tokens_before + counted
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         return result

@@ -1,0 +1,31 @@
+"""The one-sided noises of the paper's ablation, RMS-matched to SymNoise at the same alpha.
+
+Per element, with s = alpha / sqrt(3 * L * d) (the RMS of every distribution here):
+  rademacher  X + s * eps, eps = +-1 signs (the paper's "Bernoulli"), from the SymNoise op's stream (half="plus")
+  uniform     X + U(-sqrt(3) s, sqrt(3) s) = U(-alpha / sqrt(L d), +alpha / sqrt(L d)): NEFTune exactly
+  gaussian    X + N(0, s^2): sigma = alpha / sqrt(3 L d) (the paper's "Gaussian alpha / sqrt(3)")
+Only SymNoise ("symmetric", the op itself) trains on two copies; these keep the batch as it is.
+"""
+
+import math
+
+import torch
+
+from .kernels import symnoise
+
+DISTRIBUTIONS = ("symmetric", "rademacher", "uniform", "gaussian")
+ONE_SIDED = DISTRIBUTIONS[1:]
+
+
+def one_sided_noise(x: torch.Tensor, scale: torch.Tensor, seed: int, distribution: str, backend: str = "auto"):
+    """x + noise of `distribution` with per-row RMS `scale` (shape x.shape[:-1]); rows with scale 0 unchanged."""
+    if distribution == "rademacher":
+        return symnoise(x, scale, seed, half="plus", backend=backend)
+    if distribution not in ONE_SIDED:
+        raise ValueError(f"distribution must be one of {ONE_SIDED}, got {distribution!r}")
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    if distribution == "uniform":
+        unit = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * math.sqrt(3)  # RMS 1
+    else:
+        unit = torch.randn(x.shape, generator=generator, device=x.device)
+    return (x.float() + unit * scale[..., None]).to(x.dtype)
