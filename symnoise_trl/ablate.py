@@ -47,7 +47,9 @@ def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_p
     train_loss = next(h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h)
     metrics = evaluate(model_dir, eval_prompts, output_dir=model_dir / "eval", limit=eval_limit,
                        max_new_tokens=max_new_tokens)  # fmt: skip
-    return {"setting": name, "train_loss": train_loss, "train_seconds": seconds, **metrics}
+    base = trainer.model.config.name_or_path
+    base = Path(base).name if Path(base).exists() else base  # a local folder: its name, not the machine's path
+    return {**metrics, "model": base, "setting": name, "train_loss": train_loss, "train_seconds": seconds}
 
 
 def write_report(rows: list[dict], output_dir: Path, seed: int, extra: list[str]) -> Path:
@@ -57,9 +59,9 @@ def write_report(rows: list[dict], output_dir: Path, seed: int, extra: list[str]
     lines = [
         "# Noise ablation",
         "",
-        f"Model: `{rows[0]['model']}` trained per setting with the same steps, sequences per step and seed ({seed});"
-        f" extra arguments: `{' '.join(extra) or 'none'}`. Evaluated on {rows[0]['n_prompts']} held-out prompts "
-        "(greedy). exact_match and heldout_loss need reference completions.",
+        f"Base model: `{rows[0]['model']}`, trained per setting with the same steps, sequences per step and seed"
+        f" ({seed}); extra arguments: `{' '.join(extra) or 'none'}`. Evaluated on {rows[0]['n_prompts']} held-out"
+        " prompts (greedy). exact_match and heldout_loss need reference completions.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

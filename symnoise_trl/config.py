@@ -106,14 +106,13 @@ class SymNoiseSFTConfig(SFTConfig):
                     f"`symnoise_alpha` ({alpha}) and `neftune_noise_alpha` ({self.neftune_noise_alpha}) are both set; "
                     "choose one: NEFTune's hook would add its noise to both SymNoise halves."
                 )
-        if self.symnoise_length not in LENGTH_MODES:
-            raise ValueError(f"`symnoise_length` must be one of {LENGTH_MODES}, got {self.symnoise_length!r}")
-        if self.symnoise_backend not in BACKENDS:
-            raise ValueError(f"`symnoise_backend` must be one of {BACKENDS}, got {self.symnoise_backend!r}")
-        if self.symnoise_distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"`symnoise_distribution` must be one of {DISTRIBUTIONS}, got {self.symnoise_distribution!r}"
-            )
+        for name, choices in (
+            ("symnoise_length", LENGTH_MODES),
+            ("symnoise_backend", BACKENDS),
+            ("symnoise_distribution", DISTRIBUTIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}")
         if self.symnoise_two_pass and self.symnoise_distribution != "symmetric":
             raise ValueError(
                 "`symnoise_two_pass` splits the two SymNoise copies; it needs `symnoise_distribution='symmetric'`, "

@@ -34,32 +34,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SYMNOISE_TRL_CACHE", Path.home() / ".cache" / "symnoise_trl"))
 
 
-def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+def build_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE, chat_template: str = CHAT_TEMPLATE):
+    """A byte-level BPE tokenizer trained on `texts`, with <pad> and <eos> and a chat template."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator(texts, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **config) -> LlamaForCausalLM:
+    """A randomly initialised Llama for `tokenizer`; `config` overrides the quickstart's sizes."""
+    sizes = dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=6,
+                 num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)  # fmt: skip
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
+        **{**sizes, **config},
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

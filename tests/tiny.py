@@ -5,9 +5,10 @@ import random
 
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AttentionInterface, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.masking_utils import AttentionMaskInterface
+
+from symnoise_trl.tiny_model import build_model, build_tokenizer
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -23,38 +24,15 @@ WORDS = "add sort reverse the numbers list of and to from a b c d e f g h one tw
 def tokenizer() -> PreTrainedTokenizerFast:
     rng = random.Random(0)
     corpus = [" ".join(rng.choices(WORDS, k=12)) + f" {rng.randint(0, 999)}" for _ in range(300)]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=320, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return build_tokenizer(corpus, vocab_size=320, chat_template=CHAT_TEMPLATE)
 
 
 def model(seed: int = 0, attn_implementation: str = "sdpa") -> LlamaForCausalLM:
-    tok = tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    sizes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, tie_word_embeddings=False)  # fmt: skip
+    built = build_model(tokenizer(), seed, **sizes)
+    built.config._attn_implementation = attn_implementation
+    return built
 
 
 def prompt_completion_dataset(n: int = 32, seed: int = 0) -> Dataset:
