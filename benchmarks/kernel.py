@@ -21,7 +21,7 @@ import statistics
 import time
 
 import torch
-from common import RESULTS, device_name, table, write_csv
+from common import RESULTS, device_name, pyplot, table, write_csv
 
 from symnoise_trl.kernels import symnoise
 
@@ -130,13 +130,8 @@ def measure(tokens: int, hidden: int, dtype: torch.dtype, device: str, repeats: 
 
 
 def plot(rows: list[dict], device: str, path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install -e '.[bench]'): no plot")
+    plt = pyplot()
+    if plt is None:
         return False
     panels = sorted({(r["dtype"], r["direction"]) for r in rows})
     hiddens = sorted({r["hidden"] for r in rows})
@@ -184,7 +179,7 @@ def main(argv=None):
                 print(f"measured {n} x {hidden} {dtype}", flush=True)
     for r in rows:
         r["device"] = name
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] + ("_quick" if args.quick else "")
     csv_path = write_csv(f"kernel_{slug}.csv", rows)
     plotted = plot(rows, name, RESULTS / f"kernel_{slug}.png")
     print(f"\nDevice: {name}. CSV: {csv_path.name}" + (f", plot: kernel_{slug}.png" if plotted else ""))

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import torch
-from common import RESULTS, table, write_csv
+from common import RESULTS, pyplot, table, write_csv
 
 from symnoise_trl.noise import one_sided_noise
 
@@ -66,13 +66,8 @@ def sweep_vectors(dim: int = 4096, seed: int = 0) -> list[dict]:
 
 
 def plot(rows: list[dict], x: str, path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install -e '.[bench]'): no plot")
+    plt = pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, matched in zip(axes, (False, True), strict=True):

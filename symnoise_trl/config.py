@@ -5,10 +5,9 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .batch import LENGTH_MODES
+from .kernels.symnoise_op import BACKENDS
 from .noise import DISTRIBUTIONS
-
-LENGTH_MODES = ("sequence", "padded")
-BACKENDS = ("auto", "triton", "torch")
 
 
 @dataclass
