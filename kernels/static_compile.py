@@ -75,8 +75,8 @@ def resource_usage(compiled) -> dict[str, int]:
     return dict(zip(("registers", "stack", "shared", "local"), map(int, match.groups()), strict=True))
 
 
-def kernel_report(capability: int, dtype: str = "bfloat16", *, half: str = "both", n_rows: int = 16384,
-                  dim: int = 4096) -> dict:  # fmt: skip
+def kernel_report(capability: int, dtype: str = "bfloat16", *, half: str = "both", per_row_scale: bool = True,
+                  n_rows: int = 16384, dim: int = 4096) -> dict:  # fmt: skip
     """What the compiled kernel does per thread, read off its PTX and cubin.
 
     `philox_per_element` is Philox calls per output element written by a thread: every round multiplies counter
@@ -84,7 +84,7 @@ def kernel_report(capability: int, dtype: str = "bfloat16", *, half: str = "both
     calls = (those mul.lo) / 10. Global accesses are counted per PTX
     instruction; 16-byte ones are `.v4.b32`. The per-row scale load is a 4-byte `ld.global.b32`.
     """
-    compiled = compile_symnoise(capability, dtype, half=half, n_rows=n_rows, dim=dim)
+    compiled = compile_symnoise(capability, dtype, half=half, per_row_scale=per_row_scale, n_rows=n_rows, dim=dim)
     ptx = compiled.asm["ptx"]
     block_rows, block_chunks, num_warps = default_config(n_rows, dim)
     elements_per_thread = block_rows * block_chunks * CHUNK // (32 * num_warps)

@@ -14,15 +14,25 @@ import pytest
 SCRIPT = """
 import json, sys
 from symnoise_trl.kernels.static_compile import kernel_report
-print(json.dumps(kernel_report(int(sys.argv[1]), sys.argv[2], half=sys.argv[3], n_rows=16384, dim=4096)))
+report = kernel_report(int(sys.argv[1]), sys.argv[2], half=sys.argv[3], per_row_scale=sys.argv[4] == "row",
+                       n_rows=16384, dim=4096)
+print(json.dumps(report))
 """
 
 
 @pytest.mark.parametrize("capability", [80, 90])
-@pytest.mark.parametrize("dtype, half", [("bfloat16", "both"), ("float32", "both"), ("float16", "minus")])
-def test_compiles_for_gpu(capability, dtype, half):
+@pytest.mark.parametrize(
+    "dtype, half, scale",
+    [
+        ("bfloat16", "both", "row"),
+        ("float32", "both", "row"),
+        ("float16", "minus", "row"),
+        ("bfloat16", "plus", "scalar"),
+    ],
+)
+def test_compiles_for_gpu(capability, dtype, half, scale):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    command = [sys.executable, "-c", SCRIPT, str(capability), dtype, half]
+    command = [sys.executable, "-c", SCRIPT, str(capability), dtype, half, scale]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
