@@ -73,7 +73,6 @@ class SymNoiseSFTConfig(SFTConfig):
             "choices": list(BACKENDS),
         },
     )
-
     symnoise_distribution: str = field(
         default="symmetric",
         metadata={

@@ -116,12 +116,13 @@ class SymNoiseSFTTrainer(SFTTrainer):
         seed = self._next_symnoise_seed() if half == "both" else self._symnoise_seed
         tokens_before = self._total_train_tokens
         with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator, half=half) as batch:
-            # Normalising by twice the label tokens makes the loss the mean of the two halves, in one pass over the
-            # doubled batch or as two passes weighted 1/2; gradient accumulation stays exact.
-            doubled_items = num_items_in_batch
+            # SymNoise normalises by twice the label tokens: the loss is the mean of the two halves, in one pass over
+            # the doubled batch or as two passes weighted 1/2; gradient accumulation stays exact. One-sided noises
+            # keep the batch and its count.
+            items = num_items_in_batch
             if num_items_in_batch is not None and self.args.symnoise_distribution == "symmetric":
-                doubled_items = 2 * num_items_in_batch
-            result = super().compute_loss(model, batch, return_outputs, doubled_items)
+                items = 2 * num_items_in_batch
+            result = super().compute_loss(model, batch, return_outputs, items)
         if num_items_in_batch is None and half != "both":  # SFTTrainer took this half's own token mean
             result = (result[0] / 2, result[1]) if return_outputs else result / 2
         # Token counts are of real tokens: SFTTrainer counted both copies, or each pass of the two-pass mode.
