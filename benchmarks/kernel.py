@@ -21,9 +21,11 @@ import statistics
 import time
 
 import torch
-from common import RESULTS, device_name, pyplot, table, write_csv
 
 from symnoise_trl.kernels import symnoise
+from symnoise_trl.research.report import pyplot, table
+
+from common import RESULTS, device_name, write_csv
 
 SEED = 1234
 ALPHA = 5.0

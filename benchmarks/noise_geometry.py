@@ -14,9 +14,11 @@ import math
 
 import numpy as np
 import torch
-from common import RESULTS, pyplot, table, write_csv
 
 from symnoise_trl.noise import one_sided_noise
+from symnoise_trl.research.report import pyplot, table
+
+from common import RESULTS, write_csv
 
 ALPHA, LENGTH = 5.0, 64  # any alpha and L: the matched noises share one RMS
 

@@ -13,9 +13,10 @@ import os
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     raise SystemExit("static_check compiles the kernel: run it without TRITON_INTERPRET=1")
 
-from common import table, write_csv  # noqa: E402
+from symnoise_trl.research.report import table  # noqa: E402
 
-from symnoise_trl.kernels.static_compile import kernel_report  # noqa: E402
+from common import write_csv  # noqa: E402
+from static_compile import kernel_report  # noqa: E402
 
 COLUMNS = ["capability", "dtype", "half", "block_rows", "block_chunks", "num_warps", "registers", "stack", "local",
            "shared", "global_loads_16B", "global_loads", "global_stores_16B", "global_stores", "elements_per_thread",

@@ -26,7 +26,10 @@ import tempfile
 import time
 
 import torch
-from common import device_name, table, write_csv
+
+from symnoise_trl.research.report import table
+
+from common import device_name, write_csv
 
 MODES = ("sft", "neftune", "symnoise", "symnoise_two_pass")
 WARMUP_STEPS = 2
@@ -35,7 +38,7 @@ WARMUP_STEPS = 2
 def build_model(size: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from symnoise_trl.tiny_model import tiny_model_path
+    from symnoise_trl.quickstart.tiny_model import tiny_model_path
 
     path = tiny_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -55,7 +58,7 @@ def worker(mode: str, size: str, steps: int, batch_size: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
-    from symnoise_trl.tasks import DATA_DIR
+    from symnoise_trl.quickstart.tasks import DATA_DIR
 
     on_gpu = torch.cuda.is_available()
 

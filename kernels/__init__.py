@@ -1,9 +1,27 @@
 """Compute core of symnoise-trl: the fused SymNoise Triton kernel and its bit-exact torch reference.
 
-Installed as `symnoise_trl.kernels`; depends on torch (and optionally triton) only.
+Installed as `symnoise_trl.kernels`; depends on torch (and optionally triton) only. docs/noise-stream.md is the
+specification it implements.
 """
 
-from .reference import philox4x32, rademacher
-from .symnoise_op import symnoise, triton_available
+if __name__ == "kernels":
+    # NOTE: from the repository root (`python -m ...`, `python -c ...`) this folder is importable as `kernels`, the
+    # name of Hugging Face's kernel hub package, which bitsandbytes and transformers probe. Imported under that name
+    # it loads nothing (a second copy would register the torch.library op twice) and answers like an absent package:
+    # no version (transformers' availability check then says no), and `from kernels import x` raises
+    # ModuleNotFoundError, which the callers' fallbacks expect. `import kernels` itself cannot raise: transformers
+    # imports the module to look for a version and does not catch that.
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ModuleNotFoundError(
+            "No module named 'kernels' (the folder kernels/ here is symnoise-trl's source, installed as "
+            "symnoise_trl.kernels; Hugging Face's `kernels` package is not installed)",
+            name="kernels",
+        )
 
-__all__ = ["philox4x32", "rademacher", "symnoise", "triton_available"]
+else:
+    from .reference import philox4x32, rademacher
+    from .symnoise_op import symnoise, triton_available
+
+    __all__ = ["philox4x32", "rademacher", "symnoise", "triton_available"]

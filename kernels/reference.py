@@ -1,4 +1,4 @@
-"""Pure-torch reference of the SymNoise noise stream (DESIGN section 3) and of the op's arithmetic.
+"""Pure-torch reference of the SymNoise noise stream (docs/noise-stream.md) and of the op's arithmetic.
 
 Everything here is bit-exact with the Triton kernel and runs anywhere torch runs. Philox4x32-10 is
 written out with int64 tensors: a 32x32-bit product does not fit a signed 64-bit integer, so each
@@ -53,7 +53,7 @@ def check_seed(seed) -> int:
 
 
 def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
-    """int8 (n_rows, dim) of +-1: eps(n, j) of DESIGN section 3 (no argument checks)."""
+    """int8 (n_rows, dim) of +-1: eps(n, j) of docs/noise-stream.md, section 1 (no argument checks)."""
     n_chunks = -(-dim // CHUNK)
     rows = torch.arange(n_rows, device=device, dtype=torch.int64)[:, None]
     chunks = torch.arange(n_chunks, device=device, dtype=torch.int64)[None, :]
@@ -72,7 +72,7 @@ def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Ten
 
 
 def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
-    """The Rademacher signs eps(n, j) of DESIGN section 3 as an int8 (n_rows, dim) tensor of +-1."""
+    """The Rademacher signs eps(n, j) of docs/noise-stream.md as an int8 (n_rows, dim) tensor of +-1."""
     for name, value in (("n_rows", n_rows), ("dim", dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")

@@ -1,7 +1,7 @@
 """The SymNoise op: checks, backend choice, torch.library registration, autograd and the public function.
 
-`symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of
-DESIGN section 3. The Triton backend and the torch reference give the same bits.
+`symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of the noise
+stream; docs/noise-stream.md is the specification. The Triton backend and the torch reference give the same bits.
 """
 
 import math

@@ -1,15 +1,19 @@
 """The fused SymNoise Triton kernel and its host launcher.
 
-One program owns a tile of BLOCK_ROWS rows x BLOCK_CHUNKS 128-column chunks. It reads x once, runs one
-Philox4x32-10 per (row, chunk) - 4 words = the signs of 128 columns - and writes x + s*eps and/or x - s*eps.
-The noise exists only in registers; the backward needs none of it (d/dx of both halves is the identity).
+One program owns a tile of BLOCK_ROWS rows x BLOCK_CHUNKS chunks of CHUNK = 128 columns. It loads x once, draws the
+signs with one Philox4x32-10 per (row, chunk) - 4 words = the signs of 128 columns - and stores x + s*eps and/or
+x - s*eps. The noise exists only in registers; the backward needs none of it (d/dx of both halves is the identity).
+docs/noise-stream.md is the specification.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .reference import CHUNK
+from . import reference
+
+# Columns whose signs come from one Philox call. A constexpr: Triton reads no plain Python globals inside @triton.jit.
+CHUNK = tl.constexpr(reference.CHUNK)
 
 
 @triton.jit
@@ -27,6 +31,28 @@ def _output_bits(v, DTYPE: tl.constexpr):
         return tl.where(is_nan, 0x7E00, v.to(tl.float16).to(tl.int16, bitcast=True))
     else:
         return tl.where(is_nan, 0x7FC00000, v.to(tl.int32, bitcast=True))
+
+
+@triton.jit
+def _rademacher_positive(seed, rows, chunks, BLOCK_ROWS: tl.constexpr, BLOCK_CHUNKS: tl.constexpr):
+    """(rows, chunks, CHUNK) booleans: eps = +1 where True. The signs of docs/noise-stream.md, section 1."""
+    # NOTE: computed directly on the (rows, chunks) broadcast shape, Philox is rematerialised by the compiler in
+    # the load layout, where the 16 threads that share a 128-lane chunk each run it: 4 calls per thread per 32
+    # bf16 elements (65 mul.hi in the sm_90 PTX). A max over a duplicated axis of size 2 is a reduction the
+    # compiler keeps, so Philox runs once per thread (17 mul.hi) and its words reach the lanes through 1 KiB of
+    # shared memory. The two copies are equal, so the max changes no bit.
+    zero = tl.zeros((BLOCK_ROWS, BLOCK_CHUNKS, 2), dtype=tl.uint32)
+    ctr_row = rows.to(tl.uint32)[:, None, None] + zero
+    ctr_chunk = chunks.to(tl.uint32)[None, :, None] + zero
+    w0, w1, w2, w3 = tl.philox(seed, ctr_row, ctr_chunk, zero, zero)
+    w0, w1, w2, w3 = tl.max(w0, axis=2), tl.max(w1, axis=2), tl.max(w2, axis=2), tl.max(w3, axis=2)
+    # Column CHUNK c + 32 q + b takes bit b of word q.
+    lanes = tl.arange(0, CHUNK)
+    q = (lanes >> 5)[None, None, :]
+    word = tl.where(
+        q == 0, w0[:, :, None], tl.where(q == 1, w1[:, :, None], tl.where(q == 2, w2[:, :, None], w3[:, :, None]))
+    )
+    return ((word >> (lanes & 31).to(tl.uint32)[None, None, :]) & 1) != 0
 
 
 @triton.jit
@@ -50,41 +76,26 @@ def _symnoise_kernel(
     pid_chunk = tl.program_id(1).to(tl.int64)
     rows = pid_row * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS).to(tl.int64)
     chunks = pid_chunk * BLOCK_CHUNKS + tl.arange(0, BLOCK_CHUNKS).to(tl.int64)
-    lanes = tl.arange(0, 128)
 
-    # The tile is (rows, chunks, 128 lanes): the Philox counters live on the first two axes only, so the
-    # generator runs once per 128 elements and its words broadcast over the lanes.
-    cols = chunks[:, None] * 128 + lanes[None, :]
+    # Load. The tile is (rows, chunks, CHUNK lanes): the Philox counters live on the first two axes only, so the
+    # generator runs once per CHUNK elements and its words broadcast over the lanes.
+    cols = chunks[:, None] * CHUNK + tl.arange(0, CHUNK)[None, :]
     row_ok = rows < n_rows
     mask = row_ok[:, None, None] & (cols < dim)[None, :, :]
     offsets = rows[:, None, None] * dim + cols[None, :, :]
     DTYPE: tl.constexpr = x_ptr.dtype.element_ty
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-
-    # NOTE: computed directly on the (rows, chunks) broadcast shape, Philox is rematerialised by the compiler in
-    # the load layout, where the 16 threads that share a 128-lane chunk each run it: 4 calls per thread per 32
-    # bf16 elements (65 mul.hi in the sm_90 PTX). A max over a duplicated axis of size 2 is a reduction the
-    # compiler keeps, so Philox runs once per thread (17 mul.hi) and its words reach the lanes through 1 KiB of
-    # shared memory. The two copies are equal, so the max changes no bit.
-    zero = tl.zeros((BLOCK_ROWS, BLOCK_CHUNKS, 2), dtype=tl.uint32)
-    ctr_row = rows.to(tl.uint32)[:, None, None] + zero
-    ctr_chunk = chunks.to(tl.uint32)[None, :, None] + zero
-    w0, w1, w2, w3 = tl.philox(seed, ctr_row, ctr_chunk, zero, zero)
-    w0, w1, w2, w3 = tl.max(w0, axis=2), tl.max(w1, axis=2), tl.max(w2, axis=2), tl.max(w3, axis=2)
-    # Column 128c + 32q + b takes bit b of word q.
-    q = (lanes >> 5)[None, None, :]
-    word = tl.where(
-        q == 0, w0[:, :, None], tl.where(q == 1, w1[:, :, None], tl.where(q == 2, w2[:, :, None], w3[:, :, None]))
-    )
-    positive = ((word >> (lanes & 31).to(tl.uint32)[None, None, :]) & 1) != 0
-
     if SCALE_PER_ROW:
         s = tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[:, None, None]
     else:
         s = tl.full((BLOCK_ROWS, 1, 1), scale_value, tl.float32)  # fp32 even where the arg was specialised fp64
+
+    # Signs.
+    positive = _rademacher_positive(seed, rows, chunks, BLOCK_ROWS, BLOCK_CHUNKS)
     noise = tl.where(positive, s, -s)  # s * eps, exact
     keep = s == 0.0  # padding rows come back bit for bit (x + 0.0 would turn -0.0 into +0.0)
 
+    # Store.
     if WRITE_PLUS:
         tl.store(out_ptr + offsets, _output_bits(tl.where(keep, x, x + noise), DTYPE), mask=mask)
     if WRITE_MINUS:
@@ -93,9 +104,10 @@ def _symnoise_kernel(
 
 def default_config(n_rows: int, dim: int) -> tuple[int, int, int]:
     """(block_rows, block_chunks, num_warps): about 4096 elements per program, at most 1024 columns wide."""
-    block_chunks = min(triton.next_power_of_2(triton.cdiv(dim, CHUNK)), 8)
-    block_rows = min(max(4096 // (block_chunks * CHUNK), 1), triton.next_power_of_2(max(n_rows, 1)))
-    num_warps = 4 if block_rows * block_chunks * CHUNK >= 2048 else 2
+    chunk = reference.CHUNK
+    block_chunks = min(triton.next_power_of_2(triton.cdiv(dim, chunk)), 8)
+    block_rows = min(max(4096 // (block_chunks * chunk), 1), triton.next_power_of_2(max(n_rows, 1)))
+    num_warps = 4 if block_rows * block_chunks * chunk >= 2048 else 2
     return block_rows, block_chunks, num_warps
 
 
@@ -117,7 +129,7 @@ def symnoise_triton(
     if out.numel() == 0:
         return out
     block_rows, block_chunks, num_warps = config or default_config(n_rows, dim)
-    grid = (triton.cdiv(n_rows, block_rows), triton.cdiv(dim, block_chunks * CHUNK))
+    grid = (triton.cdiv(n_rows, block_rows), triton.cdiv(dim, block_chunks * reference.CHUNK))
     _symnoise_kernel[grid](
         x2d,
         out.view(torch.int32 if x2d.dtype == torch.float32 else torch.int16),  # see _output_bits

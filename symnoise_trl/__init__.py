@@ -1,6 +1,8 @@
 """symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
 
-The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL.
+The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The package's
+layers, each importing only from those before it: `kernels` (the op), the core modules here (settings, batch, noise,
+hooks, config, trainer), `quickstart` (offline model and data), `cli`, `research` (evaluation, ablation).
 """
 
 import importlib
@@ -14,9 +16,7 @@ _LAZY = {
     "deactivate_symnoise": "hooks",
     "symnoise_forward": "hooks",
     "SymNoiseHook": "hooks",
-    "double_batch": "batch",
-    "noise_scale": "batch",
-    "token_lengths": "batch",
+    "SymNoiseSettings": "settings",
 }
 __all__ = sorted(_LAZY)
 

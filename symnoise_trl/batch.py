@@ -16,8 +16,8 @@ import torch
 
 from .kernels import symnoise
 from .noise import one_sided_noise
+from .settings import SymNoiseSettings
 
-LENGTH_MODES = ("sequence", "padded")
 # Tensors that hold one value per example (padded) or per token (packed): these are duplicated.
 PER_TOKEN_KEYS = frozenset(
     {"input_ids", "labels", "shift_labels", "attention_mask", "position_ids", "completion_mask", "assistant_masks",
@@ -45,8 +45,6 @@ def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.
     `length="sequence"`: the real length of the sequence the token belongs to. `length="padded"`: the padded
     length of the batch for every token (L of transformers' NEFTune hook, which noises padding too).
     """
-    if length not in LENGTH_MODES:
-        raise ValueError(f"length must be one of {LENGTH_MODES}, got {length!r}")
     input_ids = inputs["input_ids"]
     if length == "padded":
         return torch.full(input_ids.shape, input_ids.shape[1], dtype=torch.float32, device=input_ids.device)
@@ -98,40 +96,44 @@ def double_batch(inputs: dict, layout: str) -> dict:
     return doubled
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class NoisePlan:
-    """What the embedding hook needs for one micro-batch: the layout, L per token, the seed, and which half.
+    """What the embedding hook does to one micro-batch: the settings, the layout, L per token, the seed, the half.
 
-    half="both": the batch was doubled and the embeddings become [X + s*eps, X - s*eps]. half="plus"/"minus": the
-    batch was not doubled and the embeddings become that half alone (two-pass mode; same seed, same signs).
+    half="both": the batch was doubled (see `doubled`) and the embeddings become [X + s*eps, X - s*eps].
+    half="plus"/"minus": the embeddings become that half alone (two-pass mode; same seed, same signs). A one-sided
+    `settings.distribution` noises the batch as it is.
     """
 
+    settings: SymNoiseSettings
     layout: str
     lengths: torch.Tensor  # (B, L) or (1, T): L_n per token, 0 = no noise
     seed: int
-    alpha: float
-    backend: str = "auto"
     half: str = "both"
-    distribution: str = "symmetric"  # or a one-sided noise of symnoise_trl.noise (the batch is not doubled)
+
+    @property
+    def doubled(self) -> bool:
+        """Whether the model runs on the doubled batch: both SymNoise copies in one pass."""
+        return self.half == "both" and self.settings.symmetric
 
     def apply(self, embeds: torch.Tensor) -> torch.Tensor:
         batch, tokens = self.lengths.shape
         expected = (batch, tokens)
-        doubled = self.half == "both" and self.distribution == "symmetric"
-        if doubled:
+        if self.doubled:
             expected = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
         if tuple(embeds.shape[:2]) != expected:
             raise RuntimeError(
                 f"SymNoise expected embeddings of shape {expected} + (d,) for half={self.half!r}, got "
                 f"{tuple(embeds.shape)}"
             )
-        scale = noise_scale(self.lengths.to(embeds.device), self.alpha, embeds.shape[-1])
-        if self.distribution != "symmetric":
-            return one_sided_noise(embeds, scale, self.seed, self.distribution, self.backend)
-        if self.half != "both":
-            return symnoise(embeds, scale, self.seed, half=self.half, backend=self.backend)
+        settings = self.settings
+        scale = noise_scale(self.lengths.to(embeds.device), settings.alpha, embeds.shape[-1])
+        if not settings.symmetric:
+            return one_sided_noise(embeds, scale, self.seed, settings.distribution, settings.backend)
+        if not self.doubled:
+            return symnoise(embeds, scale, self.seed, half=self.half, backend=settings.backend)
         x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
-        noisy = symnoise(x, scale, self.seed, backend=self.backend)  # (2, *x.shape)
+        noisy = symnoise(x, scale, self.seed, backend=settings.backend)  # (2, *x.shape)
         if self.layout == "packed":
             noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim
         return noisy.reshape(embeds.shape)

@@ -5,12 +5,12 @@
 
 Every `trl sft` option works (parsed by `TrlParser` over TRL's `ScriptArguments`, `ModelConfig` and
 `DatasetMixtureConfig`, with `SymNoiseSFTConfig` in place of `SFTConfig`). Without `--model_name_or_path` it
-trains the cached tiny model of `symnoise_trl.tiny_model`; without a data set, the shipped quickstart tasks.
+trains the cached tiny model of `symnoise_trl.quickstart.tiny_model`; without a data set, the shipped quickstart tasks.
 """
 
 import sys
 
-from .tasks import DATA_DIR
+from .quickstart.tasks import DATA_DIR
 
 REAL_MODEL_HINT = """\
 To run the same on a real model (one GPU; see README "Real models" for full fine-tuning and QLoRA):
@@ -51,7 +51,7 @@ def run(argv=None):
 
     from trl import get_peft_config, get_quantization_config
 
-    from .tiny_model import tiny_model_path
+    from .quickstart.tiny_model import tiny_model_path
     from .trainer import SymNoiseSFTTrainer
 
     if dataset_args.datasets and script_args.dataset_name:

@@ -1,13 +1,15 @@
 """`SymNoiseSFTConfig`: TRL's `SFTConfig` plus the SymNoise fields."""
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import SFTConfig
 
-from .batch import LENGTH_MODES
+from .kernels.reference import MAX_SEED
 from .kernels.symnoise_op import BACKENDS
-from .noise import DISTRIBUTIONS
+from .settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
+
+# Fields that only mean something with SymNoise on: setting one while `symnoise_alpha` is None is a mistake.
+_NEED_ALPHA = ("symnoise_length", "symnoise_distribution", "symnoise_two_pass")
 
 
 @dataclass
@@ -91,32 +93,39 @@ class SymNoiseSFTConfig(SFTConfig):
     )
 
     def __post_init__(self):
-        alpha = self.symnoise_alpha
-        if alpha is not None:
-            if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-                raise ValueError(f"`symnoise_alpha` must be a number >= 0 or None, got {alpha!r}")
-            if not (math.isfinite(alpha) and alpha >= 0):
+        # The noise fields are checked by SymNoiseSettings, also while SymNoise is off (alpha None): a typo in one of
+        # them is an error whether or not alpha is set.
+        self._symnoise_settings(0.0 if self.symnoise_alpha is None else self.symnoise_alpha)
+        if self.symnoise_alpha is None:
+            changed = [f.name for f in fields(self) if f.name in _NEED_ALPHA and getattr(self, f.name) != f.default]
+            if changed:
                 raise ValueError(
-                    f"`symnoise_alpha` must be finite and >= 0 (or None to turn SymNoise off), got {alpha}"
+                    f"{', '.join(f'`{name}`' for name in changed)} set while `symnoise_alpha` is None (SymNoise off): "
+                    "set `symnoise_alpha` (e.g. 5) to train with SymNoise, or leave these at their defaults"
                 )
-            if self.neftune_noise_alpha is not None:
-                raise ValueError(
-                    f"`symnoise_alpha` ({alpha}) and `neftune_noise_alpha` ({self.neftune_noise_alpha}) are both set; "
-                    "choose one: NEFTune's hook would add its noise to both SymNoise halves."
-                )
-        for name, choices in (
-            ("symnoise_length", LENGTH_MODES),
-            ("symnoise_backend", BACKENDS),
-            ("symnoise_distribution", DISTRIBUTIONS),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}")
+        elif self.neftune_noise_alpha is not None:
+            raise ValueError(
+                f"`symnoise_alpha` ({self.symnoise_alpha}) and `neftune_noise_alpha` ({self.neftune_noise_alpha}) are "
+                "both set; choose one: NEFTune's hook would add its noise to both SymNoise halves."
+            )
         if self.symnoise_two_pass and self.symnoise_distribution != "symmetric":
             raise ValueError(
                 "`symnoise_two_pass` splits the two SymNoise copies; it needs `symnoise_distribution='symmetric'`, "
                 f"got {self.symnoise_distribution!r}"
             )
         seed = self.symnoise_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"`symnoise_seed` must be an int >= 0 or None (to use `seed`), got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
+            raise ValueError(f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {seed!r}")
         super().__post_init__()
+
+    @property
+    def symnoise_settings(self) -> SymNoiseSettings | None:
+        """The noise this config trains with, or None when SymNoise is off (`symnoise_alpha` None)."""
+        return None if self.symnoise_alpha is None else self._symnoise_settings(self.symnoise_alpha)
+
+    def _symnoise_settings(self, alpha) -> SymNoiseSettings:
+        try:
+            return SymNoiseSettings(alpha=alpha, length=self.symnoise_length, distribution=self.symnoise_distribution,
+                                    backend=self.symnoise_backend)  # fmt: skip
+        except SettingError as error:  # name the config's field
+            raise ValueError(f"`symnoise_{error.setting}` {error.problem}") from None

@@ -9,30 +9,33 @@ from contextlib import contextmanager
 
 import torch
 
-from .batch import LENGTH_MODES, NoisePlan, batch_layout, double_batch, token_lengths
+from .batch import NoisePlan, batch_layout, double_batch, token_lengths
 from .kernels.reference import check_seed
-from .kernels.symnoise_op import BACKENDS, HALVES
-from .noise import DISTRIBUTIONS
+from .kernels.symnoise_op import HALVES
+from .settings import SymNoiseSettings
 
 
 class SymNoiseHook:
     """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output."""
 
-    def __init__(self, alpha: float, length: str = "sequence", backend: str = "auto", distribution: str = "symmetric"):
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (0 <= alpha < float("inf")):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        if length not in LENGTH_MODES:
-            raise ValueError(f"length must be one of {LENGTH_MODES}, got {length!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
-        self.alpha, self.length, self.backend, self.distribution = float(alpha), length, backend, distribution
+    def __init__(self, settings: SymNoiseSettings):
+        self.settings = settings
         self.plan: NoisePlan | None = None
         self.handle = None
 
     def __call__(self, module, args, output):
         return output if self.plan is None else self.plan.apply(output)
+
+    @classmethod
+    def attach(cls, model, settings: SymNoiseSettings, accelerator=None) -> "SymNoiseHook":
+        """Register a hook with `settings` on `model`'s input embeddings (what `activate_symnoise` does)."""
+        embeddings = _input_embeddings(model, accelerator)
+        if getattr(embeddings, "_symnoise_hook", None) is not None:
+            raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
+        hook = cls(settings)
+        hook.handle = embeddings.register_forward_hook(hook)
+        embeddings._symnoise_hook = hook
+        return hook
 
 
 def _input_embeddings(model, accelerator=None) -> torch.nn.Module:
@@ -56,19 +59,10 @@ def activate_symnoise(
 
     Args:
         model: a transformers model, a PEFT model, or either wrapped by accelerate (pass `accelerator`).
-        alpha: noise strength, read like NEFTune's alpha: s = alpha / sqrt(3 * L * d).
-        length: "sequence" (L = each sequence's real length, no noise on padding) or "padded" (L = padded length).
-        backend: "auto", "triton" or "torch" (see `symnoise_trl.kernels.symnoise`).
-        distribution: "symmetric" (SymNoise: two copies), or a one-sided noise for ablations, RMS-matched at the
-            same alpha: "rademacher", "uniform" (NEFTune), "gaussian" (see `symnoise_trl.noise`).
+        alpha, length, backend, distribution: the noise, as in `SymNoiseSettings` (which validates them).
     """
-    embeddings = _input_embeddings(model, accelerator)
-    if getattr(embeddings, "_symnoise_hook", None) is not None:
-        raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
-    hook = SymNoiseHook(alpha, length, backend, distribution)
-    hook.handle = embeddings.register_forward_hook(hook)
-    embeddings._symnoise_hook = hook
-    return hook
+    settings = SymNoiseSettings(alpha=alpha, length=length, distribution=distribution, backend=backend)
+    return SymNoiseHook.attach(model, settings, accelerator)
 
 
 def deactivate_symnoise(model, accelerator=None) -> bool:
@@ -114,11 +108,10 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     layout = batch_layout(batch)
-    lengths = token_lengths(batch, layout, hook.length)
-    doubled = half == "both" and hook.distribution == "symmetric"
-    inputs = double_batch(batch, layout) if doubled else batch
-    hook.plan = NoisePlan(layout, lengths, seed, hook.alpha, hook.backend, half, hook.distribution)
+    lengths = token_lengths(batch, layout, hook.settings.length)
+    plan = NoisePlan(settings=hook.settings, layout=layout, lengths=lengths, seed=seed, half=half)
+    hook.plan = plan
     try:
-        yield inputs
+        yield double_batch(batch, layout) if plan.doubled else batch
     finally:
         hook.plan = None

@@ -13,19 +13,24 @@ import torch
 
 from .kernels import symnoise
 
-DISTRIBUTIONS = ("symmetric", "rademacher", "uniform", "gaussian")
-ONE_SIDED = DISTRIBUTIONS[1:]
+
+def _unit_uniform(shape, generator, device) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * math.sqrt(3)  # RMS 1
+
+
+def _unit_gaussian(shape, generator, device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=device)
+
+
+_UNIT_NOISE = {"uniform": _unit_uniform, "gaussian": _unit_gaussian}
+ONE_SIDED = ("rademacher", *_UNIT_NOISE)
 
 
 def one_sided_noise(x: torch.Tensor, scale: torch.Tensor, seed: int, distribution: str, backend: str = "auto"):
-    """x + noise of `distribution` with per-row RMS `scale` (shape x.shape[:-1]); rows with scale 0 unchanged."""
+    """x + noise of `distribution` (one of ONE_SIDED) with per-row RMS `scale` (shape x.shape[:-1]); rows with
+    scale 0 unchanged."""
     if distribution == "rademacher":
         return symnoise(x, scale, seed, half="plus", backend=backend)
-    if distribution not in ONE_SIDED:
-        raise ValueError(f"distribution must be one of {ONE_SIDED}, got {distribution!r}")
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    if distribution == "uniform":
-        unit = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * math.sqrt(3)  # RMS 1
-    else:
-        unit = torch.randn(x.shape, generator=generator, device=x.device)
+    unit = _UNIT_NOISE[distribution](x.shape, generator, x.device)
     return (x.float() + unit * scale[..., None]).to(x.dtype)

@@ -1,20 +1,20 @@
 """`SymNoiseSFTTrainer`: TRL's `SFTTrainer` training on [X + s*eps, X - s*eps] (SymNoise, Algorithm 2)."""
 
 import contextlib
+import warnings
 
 from transformers import ProcessorMixin
-from trl import SFTConfig, SFTTrainer
-from trl.trainer.utils import get_config_model_id
+from trl import SFTTrainer
 
 from .batch import micro_batch_seed
 from .config import SymNoiseSFTConfig
-from .hooks import activate_symnoise, deactivate_symnoise, symnoise_forward
+from .hooks import SymNoiseHook, deactivate_symnoise, symnoise_forward
 
 
 class SymNoiseSFTTrainer(SFTTrainer):
     """[`~trl.SFTTrainer`] with SymNoise: set `symnoise_alpha` in [`SymNoiseSFTConfig`].
 
-    Each training micro-batch is doubled inside `compute_loss` and its embeddings replaced by the two symmetric
+    Each training micro-batch is doubled inside `training_step` and its embeddings replaced by the two symmetric
     noisy copies, so the loss is the mean of the two halves' losses. Evaluation, prediction and generation see the
     plain model. With `symnoise_alpha=None` the trainer is `SFTTrainer`.
     """
@@ -24,20 +24,14 @@ class SymNoiseSFTTrainer(SFTTrainer):
     def __init__(
         self,
         model,
-        args: SymNoiseSFTConfig | SFTConfig | None = None,
+        args: SymNoiseSFTConfig | None = None,
         data_collator=None,
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
         **kwargs,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = SymNoiseSFTConfig(f"{model_name.split('/')[-1]}-SymNoise-SFT")
-        elif not isinstance(args, SymNoiseSFTConfig):  # like SFTTrainer does for TrainingArguments
-            dict_args = args.to_dict()
-            dict_args["hub_token"] = args.hub_token  # to_dict hides the hub_token
-            args = SymNoiseSFTConfig(**dict_args)
+        args = _as_symnoise_config(args, model)
         if args.symnoise_alpha is not None and isinstance(processing_class, ProcessorMixin):
             raise ValueError(
                 "SymNoiseSFTTrainer supports text-only models: with a processor (vision-language model) the "
@@ -45,22 +39,23 @@ class SymNoiseSFTTrainer(SFTTrainer):
                 "text model with its tokenizer."
             )
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
+        if args.symnoise_alpha is not None:
+            self._check_symnoise_parallelism()
+        self._symnoise_step = None  # global step of the last training micro-batch
+        self._symnoise_micro_step = 0
+
+    def _check_symnoise_parallelism(self):
         parallelism = self.accelerator.parallelism_config
-        if args.symnoise_alpha is not None and parallelism is not None:
-            if parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled:
-                raise ValueError(
-                    "SymNoiseSFTTrainer supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context "
-                    "and sequence parallelism shard or share the batch, and its doubling is not defined for them."
-                )
-        if args.symnoise_alpha is not None and args.symnoise_two_pass and self.is_deepspeed_enabled:
+        if parallelism is not None and (parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled):
+            raise ValueError(
+                "SymNoiseSFTTrainer supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context "
+                "and sequence parallelism shard or share the batch, and its doubling is not defined for them."
+            )
+        if self.args.symnoise_two_pass and self.is_deepspeed_enabled:
             raise ValueError(
                 "`symnoise_two_pass=True` runs two backward passes per micro-batch, which DeepSpeed's engine does not "
                 "support. Use the one-pass mode (`symnoise_two_pass=False`) with DeepSpeed."
             )
-        self._symnoise_step = None  # global step of the last training micro-batch
-        self._symnoise_micro_step = 0
-        self._symnoise_half = "both"  # "plus" / "minus" during the passes of the two-pass mode
-        self._symnoise_seed = None  # the seed both passes share
 
     @property
     def symnoise_base_seed(self) -> int:
@@ -77,58 +72,87 @@ class SymNoiseSFTTrainer(SFTTrainer):
         )
 
     def train(self, *args, **kwargs):
-        if self.args.symnoise_alpha is None:
+        settings = self.args.symnoise_settings
+        if settings is None:
             return super().train(*args, **kwargs)
-        activate_symnoise(
-            self.model,
-            self.args.symnoise_alpha,
-            length=self.args.symnoise_length,
-            backend=self.args.symnoise_backend,
-            distribution=self.args.symnoise_distribution,
-            accelerator=self.accelerator,
-        )
+        SymNoiseHook.attach(self.model, settings, self.accelerator)
         try:
             return super().train(*args, **kwargs)
         finally:
             deactivate_symnoise(self.model, accelerator=self.accelerator)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        if self.args.symnoise_alpha is None or not self.args.symnoise_two_pass:
+        settings = self.args.symnoise_settings
+        if settings is None:
             return super().training_step(model, inputs, num_items_in_batch)
-        # Two-pass mode: X + s*eps, then X - s*eps, from one seed. The first pass keeps its gradients local, the
-        # second all-reduces their sum (when the Trainer syncs this micro-batch at all).
-        self._symnoise_seed = self._next_symnoise_seed()
-        losses = []
-        try:
+        seed = self._next_symnoise_seed()
+        if not settings.symmetric:  # a one-sided ablation noise: the batch and its loss as they are
+            with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator) as noisy:
+                return super().training_step(model, noisy, num_items_in_batch)
+        # SymNoise normalises by twice the label tokens: the loss is the mean of the two halves, in one pass over the
+        # doubled batch or as two passes weighted 1/2; gradient accumulation stays exact.
+        doubled_items = None if num_items_in_batch is None else 2 * num_items_in_batch
+        with self._real_tokens_counted_once():
+            if not self.args.symnoise_two_pass:
+                with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator) as doubled:
+                    return super().training_step(model, doubled, doubled_items)
+            # Two-pass mode: X + s*eps, then X - s*eps, from one seed. The first pass keeps its gradients local, the
+            # second all-reduces their sum (when the Trainer syncs this micro-batch at all).
+            losses = []
             for half in ("plus", "minus"):
-                self._symnoise_half = half
                 sync = self.accelerator.no_sync(model) if half == "plus" else contextlib.nullcontext()
-                with sync:
-                    losses.append(super().training_step(model, inputs, num_items_in_batch))
-        finally:
-            self._symnoise_half, self._symnoise_seed = "both", None
-        return losses[0] + losses[1]
+                with (
+                    sync,
+                    self._halved_without_item_count(num_items_in_batch),
+                    symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator, half=half) as one_half,
+                ):
+                    losses.append(super().training_step(model, one_half, doubled_items))
+            return losses[0] + losses[1]
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.args.symnoise_alpha is None or not self.model.training:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        half = self._symnoise_half
-        seed = self._next_symnoise_seed() if half == "both" else self._symnoise_seed
-        tokens_before = self._total_train_tokens
-        with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator, half=half) as batch:
-            # SymNoise normalises by twice the label tokens: the loss is the mean of the two halves, in one pass over
-            # the doubled batch or as two passes weighted 1/2; gradient accumulation stays exact. One-sided noises
-            # keep the batch and its count.
-            items = num_items_in_batch
-            if num_items_in_batch is not None and self.args.symnoise_distribution == "symmetric":
-                items = 2 * num_items_in_batch
-            result = super().compute_loss(model, batch, return_outputs, items)
-        if num_items_in_batch is None and half != "both":  # SFTTrainer took this half's own token mean
-            result = (result[0] / 2, result[1]) if return_outputs else result / 2
-        # Token counts are of real tokens: SFTTrainer counted both copies, or each pass of the two-pass mode.
-        counted = self._total_train_tokens - tokens_before
-        if self.args.symnoise_distribution == "symmetric":
-            counted = {"both": counted // 2, "plus": counted, "minus": 0}[half]
-        self._total_train_tokens = tokens_before + counted
+    @contextlib.contextmanager
+    def _real_tokens_counted_once(self):
+        """Relies on SFTTrainer.compute_loss adding each training batch's token count (attention_mask.sum(), or
+        position_ids.size(1) when padding-free) to the private `_total_train_tokens`, which it logs as `num_tokens`.
+        The model ran on both SymNoise copies (one doubled batch, or two passes), so every real token was counted
+        twice inside the block: halve what the block added."""
+        before = self._total_train_tokens
+        yield
+        self._total_train_tokens = before + (self._total_train_tokens - before) // 2
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-        return result
+
+    @contextlib.contextmanager
+    def _halved_without_item_count(self, num_items_in_batch):
+        """Weight one pass of the two-pass mode by 1/2 when Trainer gives no `num_items_in_batch` (a model that takes
+        no loss kwargs). Relies on SFTTrainer then taking the pass's own token mean, and on Trainer.training_step
+        dividing that loss by `current_gradient_accumulation_steps` before its backward: doubling the attribute for
+        the pass halves the loss and its gradients. With a count, the doubled count does it and this does nothing."""
+        if num_items_in_batch is not None:
+            yield
+            return
+        steps = self.current_gradient_accumulation_steps
+        self.current_gradient_accumulation_steps = 2 * steps
+        try:
+            yield
+        finally:
+            self.current_gradient_accumulation_steps = steps
+
+
+def _as_symnoise_config(args, model) -> SymNoiseSFTConfig:
+    """`args` as a SymNoiseSFTConfig (as SFTTrainer converts TrainingArguments to SFTConfig). A config without the
+    SymNoise fields turns SymNoise off, which is worth a warning: it is usually a forgotten config class."""
+    if isinstance(args, SymNoiseSFTConfig):
+        return args
+    given = "no config" if args is None else f"a {type(args).__name__}"
+    warnings.warn(
+        f"SymNoiseSFTTrainer got {given}, which has no `symnoise_alpha`: SymNoise is off and the trainer runs plain "
+        "SFT. Pass SymNoiseSFTConfig(symnoise_alpha=5.0, ...) to train with SymNoise.",
+        UserWarning,
+        stacklevel=3,
+    )
+    if args is None:
+        model_name = model if isinstance(model, str) else model.config.name_or_path
+        return SymNoiseSFTConfig(f"{model_name.split('/')[-1]}-SymNoise-SFT")
+    dict_args = args.to_dict()
+    # to_dict hides every `*_token` field: hub_token, and SFTConfig's eos_token and pad_token (tokens, not secrets)
+    dict_args.update({name: getattr(args, name) for name in dict_args if name.endswith("_token")})
+    return SymNoiseSFTConfig(**dict_args)

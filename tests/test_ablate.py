@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from symnoise_trl import ablate
+from symnoise_trl.research import ablate
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ import torch
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from symnoise_trl import tasks
 from symnoise_trl.cli import run
-from symnoise_trl.tiny_model import VERSION, tiny_model_path
+from symnoise_trl.quickstart import tasks
+from symnoise_trl.quickstart.tiny_model import VERSION, tiny_model_path
 
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
 FAST = ["--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
@@ -101,7 +101,7 @@ def test_task_data_is_deterministic_and_shipped():
     assert len(splits["train"]) >= 1000 and len(splits["test"]) >= 100
     for split, rows in splits.items():
         shipped = [json.loads(line) for line in (tasks.DATA_DIR / f"{split}.jsonl").read_text().splitlines()]
-        assert shipped == rows, f"{split}.jsonl differs from the generator: run python -m symnoise_trl.tasks"
+        assert shipped == rows, f"{split}.jsonl differs from its generator: python -m symnoise_trl.quickstart.tasks"
     assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["test"]}
     assert {r["task"] for r in splits["test"]} == set(tasks.TASKS)
     assert all(r["completion"].startswith(" ") for r in splits["train"])

@@ -3,7 +3,7 @@
 import pytest
 from trl import TrlParser
 
-from symnoise_trl import SymNoiseSFTConfig
+from symnoise_trl import SymNoiseSettings, SymNoiseSFTConfig
 
 
 def config(**kwargs):
@@ -30,12 +30,44 @@ def test_defaults_turn_symnoise_off():
         (dict(symnoise_alpha=5.0, neftune_noise_alpha=5.0), r"`symnoise_alpha` \(5.0\) and `neftune_noise_alpha`"),
         (dict(symnoise_length="tokens"), r"`symnoise_length` must be one of \('sequence', 'padded'\)"),
         (dict(symnoise_backend="cuda"), r"`symnoise_backend` must be one of \('auto', 'triton', 'torch'\)"),
-        (dict(symnoise_seed=-3), r"`symnoise_seed` must be an int >= 0"),
+        (dict(symnoise_seed=-3), r"`symnoise_seed` must be an int in \[0, 2\*\*63\)"),
+        (dict(symnoise_seed=2**63), r"`symnoise_seed` must be an int in \[0, 2\*\*63\)"),
     ],
 )
 def test_bad_values_raise_naming_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         config(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(symnoise_two_pass=True), dict(symnoise_length="padded"), dict(symnoise_distribution="uniform")]
+)
+def test_symnoise_fields_without_alpha_raise(kwargs):
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=rf"`{name}` set while `symnoise_alpha` is None \(SymNoise off\)"):
+        config(**kwargs)
+
+
+def test_settings_are_built_from_the_fields():
+    assert config().symnoise_settings is None
+    settings = config(symnoise_alpha=5, symnoise_length="padded", symnoise_backend="torch").symnoise_settings
+    assert settings == SymNoiseSettings(alpha=5.0, length="padded", distribution="symmetric", backend="torch")
+    assert isinstance(settings.alpha, float)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(alpha=-1.0), r"^`alpha` must be finite and >= 0, got -1.0$"),
+        (dict(alpha=True), r"^`alpha` must be a number >= 0, got True$"),
+        (dict(alpha=1.0, length="tokens"), r"^`length` must be one of \('sequence', 'padded'\), got 'tokens'$"),
+        (dict(alpha=1.0, distribution="laplace"), r"^`distribution` must be one of \('symmetric', "),
+        (dict(alpha=1.0, backend="cuda"), r"^`backend` must be one of \('auto', 'triton', 'torch'\), got 'cuda'$"),
+    ],
+)
+def test_settings_validate_themselves(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SymNoiseSettings(**kwargs)
 
 
 def test_neftune_alone_is_allowed():

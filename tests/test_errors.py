@@ -1,4 +1,5 @@
-"""Every bad input of DESIGN section 4 raises at the op's entry, with a message naming the argument."""
+"""Every bad input of the op's contract (docs/noise-stream.md, section 2) raises at the op's entry, with a message
+naming the argument."""
 
 import pytest
 import torch

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from symnoise_trl.evaluate import (
+from symnoise_trl.quickstart.tiny_model import tiny_model_path
+from symnoise_trl.research.evaluate import (
     alpaca_eval_records,
     evaluate,
     heldout_loss,
@@ -16,7 +17,6 @@ from symnoise_trl.evaluate import (
     repetition_rate,
     response_metrics,
 )
-from symnoise_trl.tiny_model import tiny_model_path
 
 
 @pytest.fixture(autouse=True)

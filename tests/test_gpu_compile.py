@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 SCRIPT = """
 import json, sys
-from symnoise_trl.kernels.static_compile import kernel_report
+sys.path.insert(0, sys.argv[5])
+from static_compile import kernel_report
 report = kernel_report(int(sys.argv[1]), sys.argv[2], half=sys.argv[3], per_row_scale=sys.argv[4] == "row",
                        n_rows=16384, dim=4096)
 print(json.dumps(report))
@@ -32,7 +35,7 @@ print(json.dumps(report))
 )
 def test_compiles_for_gpu(capability, dtype, half, scale):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    command = [sys.executable, "-c", SCRIPT, str(capability), dtype, half, scale]
+    command = [sys.executable, "-c", SCRIPT, str(capability), dtype, half, scale, str(BENCHMARKS)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from transformers import TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
@@ -27,12 +28,11 @@ VARLEN = ("padding_free", "packing")
 
 
 class RecordingTrainer(SymNoiseSFTTrainer):
-    """Keeps a copy of every training batch given to compute_loss."""
+    """Keeps a copy of every training batch the Trainer gives to training_step (before SymNoise doubles it)."""
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.model.training:
-            self.batches = getattr(self, "batches", []) + [tiny.tensor_copy(inputs)]
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.batches = getattr(self, "batches", []) + [tiny.tensor_copy(inputs)]
+        return super().training_step(model, inputs, num_items_in_batch)
 
 
 def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overrides):
@@ -195,3 +195,39 @@ def test_hook_is_removed_when_training_raises(tmp_path):
     embeddings = model.get_input_embeddings()
     assert not hasattr(embeddings, "_symnoise_hook")
     assert not any(isinstance(h, SymNoiseHook) for h in embeddings._forward_hooks.values())
+
+
+@pytest.mark.parametrize("config_cls", [SFTConfig, TrainingArguments])
+def test_a_config_without_symnoise_fields_warns_once_and_trains_plain_sft(tmp_path, config_cls, recwarn):
+    args = tiny.train_args(config_cls, tmp_path / "given", max_steps=2)
+    trainer = SymNoiseSFTTrainer(
+        model=tiny.model(),
+        args=args,
+        train_dataset=tiny.prompt_completion_dataset(),
+        processing_class=tiny.tokenizer(),
+    )
+    trainer.train()
+    ours = [w for w in recwarn if "SymNoise is off" in str(w.message)]
+    assert len(ours) == 1 and f"got a {config_cls.__name__}, which has no `symnoise_alpha`" in str(ours[0].message)
+    assert ours[0].filename == __file__  # points at the caller's line
+    assert trainer.args.symnoise_alpha is None
+    plain = run(SFTTrainer, SFTConfig, tmp_path, max_steps=2)
+    assert [h["loss"] for h in step_logs(trainer)] == [h["loss"] for h in step_logs(plain)]
+
+
+def test_no_config_warns_that_symnoise_is_off():
+    # Like SFTTrainer, no config means SFTConfig's defaults, and on a CPU those ask for bf16, which fails after it.
+    with pytest.warns(UserWarning, match="got no config, which has no `symnoise_alpha`: SymNoise is off"):
+        with pytest.raises(ValueError, match="bf16"):
+            SymNoiseSFTTrainer(model=tiny.model(), train_dataset=tiny.prompt_completion_dataset(),
+                               processing_class=tiny.tokenizer())  # fmt: skip
+
+
+def test_a_symnoise_config_does_not_warn(tmp_path, recwarn):
+    SymNoiseSFTTrainer(
+        model=tiny.model(),
+        args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA),
+        train_dataset=tiny.prompt_completion_dataset(),
+        processing_class=tiny.tokenizer(),
+    )
+    assert not [w for w in recwarn if "SymNoise is off" in str(w.message)]

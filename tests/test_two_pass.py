@@ -14,11 +14,24 @@ SETTINGS = {
 }
 
 
-def train(tmp_path, two_pass, model=None, **overrides):
+class WithoutItemCount(SymNoiseSFTTrainer):
+    """A model that takes no loss kwargs: Trainer passes no `num_items_in_batch` and normalises per micro-batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+        self.seen_items = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.seen_items.append(num_items_in_batch)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def train(tmp_path, two_pass, model=None, trainer_cls=SymNoiseSFTTrainer, **overrides):
     attn = "varlen_reference" if overrides.get("packing") else "sdpa"
     args = tiny.train_args(SymNoiseSFTConfig, tmp_path / f"two_pass_{two_pass}", symnoise_alpha=5.0,
                            symnoise_two_pass=two_pass, **overrides)  # fmt: skip
-    trainer = SymNoiseSFTTrainer(
+    trainer = trainer_cls(
         model=model or tiny.model(attn_implementation=attn),
         args=args,
         train_dataset=tiny.prompt_completion_dataset(),
@@ -43,6 +56,21 @@ def test_two_pass_matches_the_doubled_batch(tmp_path, setting):
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
     for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("setting", ["padded", "grad_accum"])
+def test_two_pass_matches_without_an_item_count(tmp_path, setting):
+    # Each pass is then its own token mean, halved; the one-pass run takes the token mean of the doubled batch.
+    sgd = dict(optim="sgd", learning_rate=0.05)
+    one = train(tmp_path, False, trainer_cls=WithoutItemCount, **SETTINGS[setting], **sgd)
+    two = train(tmp_path, True, trainer_cls=WithoutItemCount, **SETTINGS[setting], **sgd)
+    assert set(one.seen_items) == set(two.seen_items) == {None}
+    for a, b in zip(*[[h for h in t.state.log_history if "loss" in h] for t in (one, two)], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    assert two.current_gradient_accumulation_steps == one.current_gradient_accumulation_steps  # restored
 
 
 def test_two_pass_runs_the_halves_at_the_original_batch_size(tmp_path):

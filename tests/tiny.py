@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import AttentionInterface, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.masking_utils import AttentionMaskInterface
 
-from symnoise_trl.tiny_model import build_model, build_tokenizer
+from symnoise_trl.quickstart.tiny_model import build_model, build_tokenizer
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"

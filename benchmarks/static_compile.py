@@ -1,8 +1,9 @@
 """Compile the SymNoise kernel for a real GPU target without a GPU, and read its resource usage.
 
-Triton ships ptxas and cuobjdump, so `triton.compile` produces PTX and a cubin on a CPU-only machine. Used by
-the tests (the kernel builds for sm_80/sm_90 without spills) and by the static benchmark.
-Needs compiled Triton: under TRITON_INTERPRET=1 the kernel is an interpreted function and cannot be compiled.
+A development tool next to the benchmark that uses it (static_check.py); the tests use it too (the kernel builds for
+sm_80/sm_90 without spills). Triton ships ptxas and cuobjdump, so `triton.compile` produces PTX and a cubin on a
+CPU-only machine. Needs compiled Triton: under TRITON_INTERPRET=1 the kernel is an interpreted function and cannot
+be compiled.
 """
 
 import os
@@ -14,8 +15,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from .reference import CHUNK, PHILOX_ROUND_A, PHILOX_ROUNDS
-from .symnoise_triton import _symnoise_kernel, default_config
+from symnoise_trl.kernels.reference import CHUNK, PHILOX_ROUND_A, PHILOX_ROUNDS
+from symnoise_trl.kernels.symnoise_triton import _symnoise_kernel, default_config
 
 _POINTER = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
 _OUT_POINTER = {"float32": "*i32", "float16": "*i16", "bfloat16": "*i16"}  # outputs are stored as integer bits
@@ -88,6 +89,7 @@ def kernel_report(capability: int, dtype: str = "bfloat16", *, half: str = "both
     ptx = compiled.asm["ptx"]
     block_rows, block_chunks, num_warps = default_config(n_rows, dim)
     elements_per_thread = block_rows * block_chunks * CHUNK // (32 * num_warps)
+    resources = resource_usage(compiled)
     signed_a = PHILOX_ROUND_A - 2**32  # PTX prints the immediate as a signed 32-bit number
     philox_calls = len(re.findall(rf"mul\.lo\.[su]32\s+%r\d+, %r\d+, {signed_a};", ptx)) / PHILOX_ROUNDS
     loads = re.findall(r"ld\.global[.\w]*", ptx)
@@ -99,8 +101,8 @@ def kernel_report(capability: int, dtype: str = "bfloat16", *, half: str = "both
         "block_rows": block_rows,
         "block_chunks": block_chunks,
         "num_warps": num_warps,
-        **resource_usage(compiled),
-        "spills": resource_usage(compiled)["stack"] + resource_usage(compiled)["local"] > 0,
+        **resources,
+        "spills": resources["stack"] + resources["local"] > 0,
         "elements_per_thread": elements_per_thread,
         "philox_calls_per_thread": philox_calls,
         "philox_per_element": philox_calls / elements_per_thread,

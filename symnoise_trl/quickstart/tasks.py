@@ -2,9 +2,9 @@
 
 Ten task families (arithmetic, sorting, string transforms, unit conversion, formatting), each a prompt and a
 completion that starts with a space (so BPE tokens do not merge across the boundary). The generator is
-deterministic; the shipped files in `symnoise_trl/data/quickstart/` are its output:
+deterministic; the shipped files in `symnoise_trl/quickstart/data/` are its output:
 
-    python -m symnoise_trl.tasks --out symnoise_trl/data/quickstart
+    python -m symnoise_trl.quickstart.tasks
 """
 
 import argparse
@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-DATA_DIR = Path(__file__).parent / "data" / "quickstart"
+DATA_DIR = Path(__file__).parent / "data"
 WORDS = (
     "apple river stone garden planet window silver forest candle market bridge orange winter rocket pencil valley "
     "coffee dragon mirror harbor basket cloud desert engine feather guitar helmet island jacket kettle lemon meadow "

@@ -2,7 +2,8 @@
 
 Settings: none, NEFTune alpha 5/10/15 (transformers' hook), Gaussian and Rademacher ("Bernoulli") noise at alpha 5
 (one-sided, RMS-matched to SymNoise), and SymNoise alpha 5. Each is trained with `symnoise-sft` (same steps, same
-sequences per step, same seed), evaluated with `symnoise_trl.evaluate`, and summarised in report.md (+ a plot).
+sequences per step, same seed), evaluated with `symnoise_trl.research.evaluate`, and summarised in report.md (+ a
+plot).
 
     symnoise-ablate --output_dir ablation                       # CPU default: the quickstart model and tasks
     symnoise-ablate --settings none,symnoise_5 --output_dir ab -- --model_name_or_path Qwen/Qwen2.5-0.5B ...
@@ -14,6 +15,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from .report import pyplot, table
 
 SETTINGS = {
     "none": [],
@@ -37,7 +40,7 @@ COLUMNS = ["setting", "train_loss", "heldout_loss", "exact_match", "mean_chars",
 
 def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_prompts, eval_limit: int | None,
                 max_new_tokens: int) -> dict:  # fmt: skip
-    from .cli import run
+    from ..cli import run
     from .evaluate import evaluate
 
     model_dir = output_dir / name
@@ -53,9 +56,6 @@ def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_p
 
 
 def write_report(rows: list[dict], output_dir: Path, seed: int, extra: list[str]) -> Path:
-    def cell(value):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
     lines = [
         "# Noise ablation",
         "",
@@ -63,10 +63,8 @@ def write_report(rows: list[dict], output_dir: Path, seed: int, extra: list[str]
         f" ({seed}); extra arguments: `{' '.join(extra) or 'none'}`. Evaluated on {rows[0]['n_prompts']} held-out"
         " prompts (greedy). exact_match and heldout_loss need reference completions.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        table(rows, COLUMNS, digits=4),
     ]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in COLUMNS) + " |" for row in rows]
     if _plot(rows, output_dir / "report.png"):
         lines += ["", "![exact match and held-out loss per setting](report.png)"]
     path = output_dir / "report.md"
@@ -76,12 +74,8 @@ def write_report(rows: list[dict], output_dir: Path, seed: int, extra: list[str]
 
 
 def _plot(rows: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     keys = [k for k in ("exact_match", "heldout_loss", "rep2_percent") if k in rows[0]]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)

@@ -2,8 +2,8 @@
 
 Nothing is downloaded. The tokenizer is a byte-level BPE trained on the quickstart's training prompts and
 completions; the weights are random (seeded). The folder is a normal `save_pretrained` checkpoint, so the CLI
-loads it like any model: `--model_name_or_path $(python -c "from symnoise_trl.tiny_model import tiny_model_path;
-print(tiny_model_path())")`.
+loads it like any model: `--model_name_or_path $(python -c "from symnoise_trl.quickstart.tiny_model import
+tiny_model_path; print(tiny_model_path())")`.
 """
 
 import json

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .tasks import DATA_DIR, is_correct
+from ..quickstart.tasks import DATA_DIR, is_correct
 
 
 def whitespace_tokens(text: str) -> list[str]:

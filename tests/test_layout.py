@@ -1,0 +1,146 @@
+"""The layout is the architecture: imports point one way, the README's file map matches the tree, every package
+folder is packaged, and the repository's `kernels/` folder never poses as Hugging Face's `kernels` package."""
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PACKAGE = ROOT / "symnoise_trl"
+# Layers of the installed package, lowest first: a module may import from its own layer and those before it.
+LAYERS = ["kernels", "core", "quickstart", "cli", "research"]
+THIRD_PARTY_HF = ("transformers", "trl", "peft", "datasets", "accelerate")
+
+
+def layer_of(path: Path) -> str:
+    if path.is_relative_to(ROOT / "kernels"):
+        return "kernels"
+    relative = path.relative_to(PACKAGE)
+    if relative.parts[0] in ("quickstart", "research"):
+        return relative.parts[0]
+    return "cli" if relative.name in ("cli.py", "__main__.py") else "core"
+
+
+def module_package(path: Path) -> str:
+    """The dotted package that relative imports in `path` resolve against."""
+    if path.is_relative_to(ROOT / "kernels"):
+        parts = ["symnoise_trl", "kernels", *path.relative_to(ROOT / "kernels").parent.parts]
+    else:
+        parts = ["symnoise_trl", *path.relative_to(PACKAGE).parent.parts]
+    return ".".join(parts)
+
+
+def imported_layers(path: Path) -> set[str]:
+    """The package layers (and Hugging Face libraries) that `path` imports, anywhere in the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), module_package(path))
+            names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for parts in (name.split(".") for name in names):
+            if parts[0] in THIRD_PARTY_HF:
+                found.add(parts[0])
+            elif parts[0] == "symnoise_trl" and len(parts) > 1:
+                if parts[1] in ("kernels", "quickstart", "research"):
+                    found.add(parts[1])
+                elif parts[1] in ("cli", "__main__"):
+                    found.add("cli")
+                elif (PACKAGE / f"{parts[1]}.py").exists():
+                    found.add("core")
+    return found
+
+
+def package_files():
+    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "kernels").rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path):
+    layer = layer_of(path)
+    imported = imported_layers(path)
+    above = {other for other in imported if other in LAYERS and LAYERS.index(other) > LAYERS.index(layer)}
+    assert not above, f"{path.relative_to(ROOT)} ({layer}) imports from a layer above it: {above}"
+    if layer == "kernels":
+        assert not imported & set(THIRD_PARTY_HF), f"kernels/ must not import {imported & set(THIRD_PARTY_HF)}"
+
+
+def test_the_import_checker_sees_upward_imports():
+    # The rule above must be able to fail: a core-style module importing the research layer.
+    assert imported_layers(PACKAGE / "research" / "ablate.py") >= {"cli", "research"}
+    assert "quickstart" in imported_layers(PACKAGE / "cli.py")
+    assert imported_layers(PACKAGE / "trainer.py") >= {"core", "trl"}
+
+
+def readme_layout() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    paths, folder = [], ""
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        names = re.split(r"\s{2,}", line.strip())[0]
+        for name in names.split(", "):
+            if line.startswith(" "):
+                paths.append(folder + name)
+            else:
+                paths.append(name)
+                folder = name if name.endswith("/") else ""
+    return paths
+
+
+def test_readme_layout_matches_the_tree():
+    listed = readme_layout()
+    assert len(listed) >= 15
+    missing = [p for p in listed if not (ROOT / p).exists()]
+    assert not missing, f"README 'Layout' lists paths that do not exist: {missing}"
+    core = [p for p in [*PACKAGE.glob("*.py"), *(ROOT / "kernels").glob("*.py")] if p.name != "__init__.py"]
+    folders = [p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    unlisted = [str(p.relative_to(ROOT)) + ("/" if p.is_dir() else "") for p in [*core, *folders]]
+    unlisted = [p for p in unlisted if p not in listed]
+    assert not unlisted, f"README 'Layout' does not list: {unlisted}"
+
+
+def test_every_package_folder_is_packaged():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    # setuptools warns about (and may drop) a folder of the package that is not in `packages`.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(config["packages"])
+    folders = {
+        "symnoise_trl." + ".".join(p.relative_to(PACKAGE).parts)
+        for p in PACKAGE.rglob("*")
+        if p.is_dir() and p.name != "__pycache__"
+    }
+    assert folders <= packages, f"not in [tool.setuptools] packages: {sorted(folders - packages)}"
+    assert config["package-dir"]["symnoise_trl.kernels"] == "kernels"
+
+
+def test_kernels_folder_poses_as_no_package_from_the_repository_root():
+    # From the repository root the folder is importable as `kernels`, Hugging Face's kernel hub package, which
+    # bitsandbytes (`from kernels import get_kernel`) and transformers (`is_kernels_available`) probe.
+    code = """
+import kernels
+assert not hasattr(kernels, "__version__") and kernels.__file__.endswith("__init__.py")
+try:
+    from kernels import get_kernel
+except ModuleNotFoundError as error:
+    print("absent", error.name, str(error))
+from transformers.utils.import_utils import is_kernels_available
+print("available", is_kernels_available())
+import symnoise_trl.kernels as k  # the real package still loads beside it (one torch.library registration)
+print("op", k.symnoise.__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("absent kernels No module named 'kernels'") and "symnoise_trl.kernels" in lines[0]
+    assert lines[1:] == ["available False", "op symnoise"]
