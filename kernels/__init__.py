@@ -10,7 +10,7 @@ if __name__ == "kernels":
     # it loads nothing (a second copy would register the torch.library op twice) and answers like an absent package:
     # no version (transformers' availability check then says no), and `from kernels import x` raises
     # ModuleNotFoundError, which the callers' fallbacks expect. `import kernels` itself cannot raise: transformers
-    # imports the module to look for a version and does not catch that.
+    # imports the module to look for a version and does not catch that. (So hasattr(kernels, name) raises too.)
     def __getattr__(name):
         if name.startswith("__"):
             raise AttributeError(name)

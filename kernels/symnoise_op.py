@@ -32,6 +32,11 @@ def _triton_interpreting() -> bool:
     return triton is not None and triton.knobs.runtime.interpret
 
 
+def triton_runs_on(device: torch.device | str) -> bool:
+    """Whether backend="triton" can run on tensors of `device`: CUDA with Triton installed, or its CPU interpreter."""
+    return triton_available() and (torch.device(device).type == "cuda" or _triton_interpreting())
+
+
 def _check_scale_values(scale: torch.Tensor) -> None:
     # NOTE: one device->host sync per call; it runs inside the op, so torch.compile still sees one opaque node.
     if not bool(((scale >= 0) & torch.isfinite(scale)).all()):
@@ -112,13 +117,12 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "triton" if x.is_cuda and triton_available() else "torch"
-    if backend == "triton":
-        if not triton_available():
-            raise ValueError("backend='triton' needs the triton package, which is not importable; use 'torch'")
-        if not (x.is_cuda or _triton_interpreting()):
-            raise ValueError(
-                f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors), got device {x.device}"
-            )
+    if backend == "triton" and not triton_available():
+        raise ValueError("backend='triton' needs the triton package, which is not importable; use 'torch'")
+    if backend == "triton" and not triton_runs_on(x.device):
+        raise ValueError(
+            f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors), got device {x.device}"
+        )
     return backend
 
 

@@ -71,7 +71,8 @@ def _symnoise_kernel(
     BLOCK_ROWS: tl.constexpr,
     BLOCK_CHUNKS: tl.constexpr,
 ):
-    # NOTE: int64 program ids and offsets: a (2, 16, 8192, 8192) output has 2**31 elements per half.
+    # NOTE: int64 program ids and offsets: a (2, 16, 8192, 8192) output has 2**31 elements, so the minus half's
+    # offsets pass 2**31 - 1.
     pid_row = tl.program_id(0).to(tl.int64)
     pid_chunk = tl.program_id(1).to(tl.int64)
     rows = pid_row * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS).to(tl.int64)

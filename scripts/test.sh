@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up .venv and run the checks: ruff, then the pytest suite (CPU only; Triton through its interpreter).
+# Set up .venv with the dev extra and run the checks: ruff, then the pytest suite (CPU only; Triton through its
+# interpreter). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/pytest "$@"

@@ -1,8 +1,8 @@
 """symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
 
 The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The package's
-layers, each importing only from those before it: `kernels` (the op), the core modules here (settings, batch, noise,
-hooks, config, trainer), `quickstart` (offline model and data), `cli`, `research` (evaluation, ablation).
+layers, each importing only from those before it: `kernels` (the op), the core modules here (noise, settings, batch,
+hooks, data, config, trainer), `quickstart` (offline model and data), `cli`, `research` (evaluation, ablation).
 """
 
 import importlib

@@ -9,14 +9,23 @@ trains the cached tiny model of `symnoise_trl.quickstart.tiny_model`; without a 
 """
 
 import sys
+from pathlib import Path
 
 from .quickstart.tasks import DATA_DIR
 
+USAGE = "symnoise-sft [--config FILE.yaml] [--symnoise_alpha ALPHA] [--model_name_or_path M] [--dataset_name D] ..."
+DESCRIPTION = """\
+Supervised fine-tuning with SymNoise: TRL's `trl sft` with SymNoiseSFTTrainer, so every `trl sft` option works.
+Without --model_name_or_path it trains the built-in tiny model, without a data set the shipped quickstart tasks.
+--dataset_name takes a Hub data set, a local folder, or a .json/.jsonl/.csv/.parquet file with the columns
+'prompt' and 'completion', 'messages', or 'text'. --resume_from_checkpoint takes a checkpoint folder, or true/last
+for the latest checkpoint in --output_dir. The SymNoise options come first; the others are TRL's and transformers'."""
 REAL_MODEL_HINT = """\
-To run the same on a real model (one GPU; see README "Real models" for full fine-tuning and QLoRA):
+To run the same on a real model (one GPU; see README "Command line and real models" for full fine-tuning and QLoRA):
   symnoise-sft --model_name_or_path Qwen/Qwen2.5-0.5B --dataset_name trl-lib/Capybara \\
       --symnoise_alpha 5 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \\
       --use_peft --lora_r 16 --output_dir Qwen2.5-0.5B-SymNoise"""
+LATEST_CHECKPOINT = ("true", "last")
 
 
 def make_parser():
@@ -24,21 +33,74 @@ def make_parser():
 
     from .config import SymNoiseSFTConfig
 
-    return TrlParser((ScriptArguments, SymNoiseSFTConfig, ModelConfig, DatasetMixtureConfig), prog="symnoise-sft")
+    class SymNoiseParser(TrlParser):
+        def error(self, message):  # the message and a pointer, not argparse's usage of ~900 options
+            self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n")
+
+    parser = SymNoiseParser(
+        (ScriptArguments, SymNoiseSFTConfig, ModelConfig, DatasetMixtureConfig),
+        prog="symnoise-sft",
+        usage=USAGE,
+        description=DESCRIPTION,
+    )
+    _symnoise_options_first(parser)
+    return parser
+
+
+def _symnoise_options_first(parser) -> None:
+    """Show the --symnoise_* options in their own group, first in --help. Relies on argparse printing
+    `_action_groups` in order, each with the actions in its `_group_actions` (HfArgumentParser puts every option of
+    the config in the default group)."""
+    group = parser.add_argument_group("SymNoise options")
+    for action in parser._actions:
+        if any(option.startswith("--symnoise_") for option in action.option_strings):
+            for other in parser._action_groups:
+                if action in other._group_actions:
+                    other._group_actions.remove(action)
+            group._group_actions.append(action)
+    parser._action_groups.remove(group)
+    parser._action_groups.insert(0, group)
 
 
 def load_train_eval(script_args, training_args, dataset_args):
-    from datasets import load_dataset
+    """The train and (when evaluating) eval splits, checked: a DataError names the data and what is wrong."""
     from trl import get_dataset
 
+    from .data import DataError, check_sft_dataset, load_sft_dataset
+
     if dataset_args.datasets:
-        dataset = get_dataset(dataset_args)
+        dataset, source = get_dataset(dataset_args), "the dataset mixture"
     else:
         name = script_args.dataset_name or str(DATA_DIR)
-        dataset = load_dataset(name, name=script_args.dataset_config, streaming=script_args.dataset_streaming)
-    train = dataset[script_args.dataset_train_split]
-    evaluate = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
-    return train, evaluate
+        dataset = load_sft_dataset(name, script_args.dataset_config, script_args.dataset_streaming)
+        source = script_args.dataset_name or "the quickstart tasks"
+    splits = [script_args.dataset_train_split]
+    if training_args.eval_strategy != "no":
+        splits.append(script_args.dataset_test_split)
+    for split in splits:
+        if split not in dataset:
+            raise DataError(f"{source} has no split {split!r} (it has {list(dataset)})")
+        check_sft_dataset(dataset[split], f"{source} (split {split!r})", training_args.dataset_text_field)
+    return dataset[splits[0]], dataset[splits[1]] if len(splits) > 1 else None
+
+
+def resume_argument(value: str | None, output_dir: str):
+    """--resume_from_checkpoint as Trainer.train takes it: None, True (the latest checkpoint in `output_dir`) or a
+    checkpoint folder. Raises ValueError with the fix when there is nothing to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is None or value.lower() in ("false", "none", ""):
+        return None
+    if value.lower() in LATEST_CHECKPOINT:
+        if not Path(output_dir).is_dir() or get_last_checkpoint(output_dir) is None:
+            raise ValueError(f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no checkpoint-N folder")
+        return True
+    if not Path(value).is_dir():
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: no such checkpoint folder (give a checkpoint-N folder, or true/last "
+            "for the latest one in --output_dir)"
+        )
+    return value
 
 
 def run(argv=None):
@@ -46,11 +108,13 @@ def run(argv=None):
     parser = make_parser()
     try:
         script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(args=argv)
+        resume = resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
     except ValueError as error:  # a config's __post_init__: report it like an argparse error (exit 2)
         parser.error(str(error))
 
     from trl import get_peft_config, get_quantization_config
 
+    from .data import DataError
     from .quickstart.tiny_model import tiny_model_path
     from .trainer import SymNoiseSFTTrainer
 
@@ -72,16 +136,19 @@ def run(argv=None):
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
-    train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)
-    trainer = SymNoiseSFTTrainer(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        quantization_config=quantization_config,
-        peft_config=get_peft_config(model_args),
-    )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    try:
+        train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)
+        trainer = SymNoiseSFTTrainer(
+            model=model_args.model_name_or_path,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            quantization_config=quantization_config,
+            peft_config=get_peft_config(model_args),
+        )
+    except DataError as error:
+        parser.error(str(error))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     what = "LoRA adapter" if model_args.use_peft else "model"
     trainer.accelerator.print(f"Saved the {what} and tokenizer to {training_args.output_dir}")

@@ -8,14 +8,12 @@ from .kernels.reference import MAX_SEED
 from .kernels.symnoise_op import BACKENDS
 from .settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
 
-# Fields that only mean something with SymNoise on: setting one while `symnoise_alpha` is None is a mistake.
-_NEED_ALPHA = ("symnoise_length", "symnoise_distribution", "symnoise_two_pass")
-
 
 @dataclass
 class SymNoiseSFTConfig(SFTConfig):
     r"""
-    Configuration class for [`SymNoiseSFTTrainer`]: every field of [`~trl.SFTConfig`], plus the ones below.
+    Configuration class for [`SymNoiseSFTTrainer`]: every field of [`~trl.SFTConfig`], plus the ones below. The
+    others need `symnoise_alpha`: setting one while it is `None` (SymNoise off) is an error.
 
     Parameters:
         symnoise_alpha (`float` or `None`, *optional*, defaults to `None`):
@@ -96,8 +94,13 @@ class SymNoiseSFTConfig(SFTConfig):
         # The noise fields are checked by SymNoiseSettings, also while SymNoise is off (alpha None): a typo in one of
         # them is an error whether or not alpha is set.
         self._symnoise_settings(0.0 if self.symnoise_alpha is None else self.symnoise_alpha)
+        seed = self.symnoise_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
+            raise ValueError(f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {seed!r}")
         if self.symnoise_alpha is None:
-            changed = [f.name for f in fields(self) if f.name in _NEED_ALPHA and getattr(self, f.name) != f.default]
+            # The other symnoise_* fields mean nothing while SymNoise is off: setting one is a forgotten alpha.
+            changed = [f.name for f in fields(self)
+                       if f.name.startswith("symnoise_") and getattr(self, f.name) != f.default]  # fmt: skip
             if changed:
                 raise ValueError(
                     f"{', '.join(f'`{name}`' for name in changed)} set while `symnoise_alpha` is None (SymNoise off): "
@@ -113,9 +116,6 @@ class SymNoiseSFTConfig(SFTConfig):
                 "`symnoise_two_pass` splits the two SymNoise copies; it needs `symnoise_distribution='symmetric'`, "
                 f"got {self.symnoise_distribution!r}"
             )
-        seed = self.symnoise_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
-            raise ValueError(f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {seed!r}")
         super().__post_init__()
 
     @property

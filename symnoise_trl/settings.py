@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from numbers import Real
 
 from .kernels.symnoise_op import BACKENDS
+from .noise import ONE_SIDED
 
 # What L is in s = alpha / sqrt(3 L d): each sequence's real length, or the padded length of the batch.
 LENGTH_MODES = ("sequence", "padded")
-# SymNoise itself, then the one-sided noises of the paper's ablation (symnoise_trl.noise).
-DISTRIBUTIONS = ("symmetric", "rademacher", "uniform", "gaussian")
+# SymNoise itself, then the one-sided noises of the paper's ablation.
+DISTRIBUTIONS = ("symmetric", *ONE_SIDED)
 
 
 class SettingError(ValueError):

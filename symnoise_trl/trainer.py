@@ -3,12 +3,15 @@
 import contextlib
 import warnings
 
+from datasets import Dataset
 from transformers import ProcessorMixin
 from trl import SFTTrainer
 
 from .batch import micro_batch_seed
 from .config import SymNoiseSFTConfig
+from .data import check_not_all_dropped
 from .hooks import SymNoiseHook, deactivate_symnoise, symnoise_forward
+from .kernels.symnoise_op import triton_available, triton_runs_on
 
 
 class SymNoiseSFTTrainer(SFTTrainer):
@@ -38,13 +41,23 @@ class SymNoiseSFTTrainer(SFTTrainer):
                 "embeddings mix image features, which SymNoise does not define. Set `symnoise_alpha=None` or use a "
                 "text model with its tokenizer."
             )
+        n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else 0
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
+        check_not_all_dropped(self.train_dataset, n_given, args.max_length)
         if args.symnoise_alpha is not None:
-            self._check_symnoise_parallelism()
+            self._check_symnoise_support()
+        self._symnoise_hook = None  # attached for the duration of train()
         self._symnoise_step = None  # global step of the last training micro-batch
         self._symnoise_micro_step = 0
 
-    def _check_symnoise_parallelism(self):
+    def _check_symnoise_support(self):
+        device = self.accelerator.device
+        if self.args.symnoise_backend == "triton" and not triton_runs_on(device):
+            raise ValueError(
+                f"`symnoise_backend='triton'` needs a CUDA device and the triton package; this run trains on {device}"
+                f"{'' if triton_available() else ' without triton'}. Use 'auto' (Triton on CUDA, else torch) or "
+                "'torch': both give the same noise."
+            )
         parallelism = self.accelerator.parallelism_config
         if parallelism is not None and (parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled):
             raise ValueError(
@@ -75,16 +88,17 @@ class SymNoiseSFTTrainer(SFTTrainer):
         settings = self.args.symnoise_settings
         if settings is None:
             return super().train(*args, **kwargs)
-        SymNoiseHook.attach(self.model, settings, self.accelerator)
+        self._symnoise_hook = SymNoiseHook.attach(self.model, settings, self.accelerator)
         try:
             return super().train(*args, **kwargs)
         finally:
             deactivate_symnoise(self.model, accelerator=self.accelerator)
+            self._symnoise_hook = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        settings = self.args.symnoise_settings
-        if settings is None:
+        if self._symnoise_hook is None:  # SymNoise off, or a training step outside train()
             return super().training_step(model, inputs, num_items_in_batch)
+        settings = self._symnoise_hook.settings
         seed = self._next_symnoise_seed()
         if not settings.symmetric:  # a one-sided ablation noise: the batch and its loss as they are
             with symnoise_forward(self.model, inputs, seed, accelerator=self.accelerator) as noisy:
@@ -129,6 +143,12 @@ class SymNoiseSFTTrainer(SFTTrainer):
         if num_items_in_batch is not None:
             yield
             return
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)  # transformers >= 5.19
+        if scaled or (scaled is None and self.compute_loss_func is not None):
+            raise RuntimeError(
+                "`symnoise_two_pass=True` cannot weight its two passes here: Trainer gave no `num_items_in_batch` "
+                "and does not divide this trainer's loss by the accumulation steps. Use the one-pass mode."
+            )
         steps = self.current_gradient_accumulation_steps
         self.current_gradient_accumulation_steps = 2 * steps
         try:

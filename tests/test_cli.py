@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,17 +73,75 @@ def test_bad_options_exit_with_a_message(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         run(["--output_dir", str(tmp_path), "--bf16", "false", *argv])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("symnoise-sft: error: ") and lines[1:] == ["(`symnoise-sft --help` lists the options)"]
 
 
-def test_help_lists_symnoise_options():
+def test_help_starts_with_a_description_and_the_symnoise_options():
     command = [sys.executable, "-m", "symnoise_trl", "--help"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("usage: symnoise-sft [--config FILE.yaml]") and len(lines[0]) < 120
+    assert lines[2].startswith("Supervised fine-tuning with SymNoise")
     text = " ".join(done.stdout.split())
     for option in ("--symnoise_alpha", "--symnoise_length", "--symnoise_seed", "--use_peft", "--load_in_4bit"):
         assert option in text
     assert "SymNoise strength, read like `neftune_noise_alpha`" in text
+    symnoise = text.index("SymNoise options:")
+    assert (
+        symnoise
+        < text.index("options:", symnoise + len("SymNoise options:"))
+        < text.index("--per_device_train_batch_size")
+    )
+    section = text[symnoise : text.index("options:", symnoise + len("SymNoise options:"))]
+    options = re.findall(r"(--[\w-]+)", section)
+    assert options and all(option.startswith(("--symnoise_", "--symnoise-")) for option in options)
+    assert set(options) >= {"--symnoise_alpha", "--symnoise_two_pass", "--symnoise_distribution"}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monkeypatch):
+    from symnoise_trl.trainer import SymNoiseSFTTrainer
+
+    argv = ["--config", str(QUICKSTART), *FAST, "--max_steps", "6", "--save_steps", "3", "--save_total_limit", "5",
+            "--lr_scheduler_type", "constant", "--warmup_steps", "0"]  # fmt: skip
+    full = run([*argv, "--output_dir", str(tmp_path / "full")])
+
+    step = SymNoiseSFTTrainer.training_step
+
+    def crash_after_the_checkpoint(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise Interrupted
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SymNoiseSFTTrainer, "training_step", crash_after_the_checkpoint)
+        with pytest.raises(Interrupted):
+            run([*argv, "--output_dir", str(tmp_path / "cut")])
+    assert sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*")) == ["checkpoint-3"]
+    resumed = run([*argv, "--output_dir", str(tmp_path / "cut"), "--resume_from_checkpoint", "true"])
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (full, resumed)]
+    assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-6)  # 1-3 from the checkpoint's log
+    for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("true", "has no checkpoint-N folder"), ("last", "has no checkpoint-N folder"),
+     ("no/such/checkpoint-3", "no such checkpoint folder")],
+)  # fmt: skip
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--bf16", "false", "--output_dir", str(tmp_path / "empty"), "--resume_from_checkpoint", value])
+    assert exit_info.value.code == 2
+    assert f"--resume_from_checkpoint {value}: " in capsys.readouterr().err
 
 
 def test_tiny_model_is_built_once(model_cache):

@@ -40,8 +40,10 @@ def test_bad_values_raise_naming_the_field(kwargs, match):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(symnoise_two_pass=True), dict(symnoise_length="padded"), dict(symnoise_distribution="uniform")]
-)
+    "kwargs",
+    [dict(symnoise_two_pass=True), dict(symnoise_length="padded"), dict(symnoise_distribution="uniform"),
+     dict(symnoise_seed=3), dict(symnoise_backend="torch")],
+)  # fmt: skip
 def test_symnoise_fields_without_alpha_raise(kwargs):
     (name,) = kwargs
     with pytest.raises(ValueError, match=rf"`{name}` set while `symnoise_alpha` is None \(SymNoise off\)"):

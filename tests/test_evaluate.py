@@ -3,6 +3,8 @@ evaluate entry point end to end (generations, AlpacaEval export)."""
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,12 +12,15 @@ import torch
 from symnoise_trl.quickstart.tiny_model import tiny_model_path
 from symnoise_trl.research.evaluate import (
     alpaca_eval_records,
+    default_output_dir,
     evaluate,
     heldout_loss,
     load_prompts,
     log_diversity,
+    main,
     repetition_rate,
     response_metrics,
+    summary_line,
 )
 
 
@@ -89,3 +94,19 @@ def test_evaluate_end_to_end(tmp_path):
     exported = json.loads((tmp_path / "alpaca_eval.json").read_text())
     assert [set(r) for r in exported] == [{"instruction", "output", "generator"}] * 8
     assert exported[0]["generator"] == tiny_model_path().name
+
+
+def test_the_command_writes_into_the_model_folder_by_default(tmp_path, capsys):
+    model = tmp_path / "my-model"
+    shutil.copytree(tiny_model_path(), model)
+    main(["--model", str(model), "--limit", "4", "--max_new_tokens", "2", "--batch_size", "4"])
+    out = capsys.readouterr().out
+    metrics = json.loads((model / "eval" / "metrics.json").read_text())
+    assert (model / "eval" / "alpaca_eval.json").exists() and (model / "eval" / "generations.jsonl").exists()
+    assert f"Evaluated {model}: {summary_line(metrics)}" in out
+    assert f"to {model / 'eval'}" in out
+    assert summary_line(metrics).startswith(f"held-out loss {metrics['heldout_loss']:.3f} | exact match ")
+
+
+def test_default_output_dir_of_a_hub_model():
+    assert default_output_dir("org/some-model") == Path("eval") / "org__some-model"

@@ -231,3 +231,13 @@ def test_a_symnoise_config_does_not_warn(tmp_path, recwarn):
         processing_class=tiny.tokenizer(),
     )
     assert not [w for w in recwarn if "SymNoise is off" in str(w.message)]
+
+
+def test_triton_backend_is_refused_where_triton_cannot_run(tmp_path, monkeypatch):
+    import symnoise_trl.kernels.symnoise_op as op
+
+    monkeypatch.setattr(op, "_triton_interpreting", lambda: False)  # a CPU without Triton's interpreter
+    args = tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA, symnoise_backend="triton")
+    with pytest.raises(ValueError, match=r"`symnoise_backend='triton'` needs a CUDA device .* this run trains on cpu"):
+        SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
+                           processing_class=tiny.tokenizer())  # fmt: skip

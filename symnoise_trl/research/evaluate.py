@@ -3,6 +3,9 @@
     symnoise-evaluate --model outputs/quickstart                      # the quickstart's held-out tasks
     symnoise-evaluate --model my-model --prompts prompts.jsonl --output_dir evals/my-model
 
+Writes metrics.json, generations.jsonl and alpaca_eval.json to --output_dir: by default `eval/` inside a local model
+folder, or `eval/<model name>` in the current folder for a Hub model.
+
 Prompts are JSON lines (or a JSON list) with "prompt" or "instruction", and optionally "completion" (the reference
 answer: enables held-out loss and exact match). The response metrics are those of the paper's Table 5 (after NEFTune's
 evaluation); their exact definitions are in the docstrings below.
@@ -171,21 +174,39 @@ def evaluate(model_path, prompts_path=None, *, output_dir=None, max_new_tokens: 
     return metrics
 
 
+def default_output_dir(model: str) -> Path:
+    """`eval/` inside a local model folder; `eval/<name>` here for a Hub model ("org/name" -> "org__name")."""
+    return Path(model) / "eval" if Path(model).is_dir() else Path("eval") / model.replace("/", "__")
+
+
+def summary_line(metrics: dict) -> str:
+    """One line for people: held-out loss and exact match (with references), response length, prompt count."""
+    parts = []
+    if "heldout_loss" in metrics:
+        parts += [f"held-out loss {metrics['heldout_loss']:.3f}", f"exact match {100 * metrics['exact_match']:.1f}%"]
+    parts += [f"mean response {metrics['mean_whitespace_tokens']:.1f} words", f"{metrics['n_prompts']} prompts"]
+    return " | ".join(parts)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="symnoise-evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a trained model or LoRA adapter folder (or Hub name)")
     parser.add_argument("--prompts", default=None, help="JSONL/JSON prompts; default: the quickstart held-out split")
-    parser.add_argument("--output_dir", default=None, help="where to write metrics.json, generations, AlpacaEval")
+    parser.add_argument("--output_dir", default=None,
+                        help="where to write metrics.json, generations.jsonl, alpaca_eval.json (default: MODEL/eval "
+                        "for a local model, eval/<name> for a Hub model)")  # fmt: skip
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N prompts only")
     parser.add_argument("--chat_template", action="store_true", help="wrap each prompt in the tokenizer's template")
     parser.add_argument("--generator", default=None, help="name in the AlpacaEval export (default: model folder)")
     args = parser.parse_args(argv)
-    metrics = evaluate(args.model, args.prompts, output_dir=args.output_dir, max_new_tokens=args.max_new_tokens,
+    output_dir = args.output_dir or default_output_dir(args.model)
+    metrics = evaluate(args.model, args.prompts, output_dir=output_dir, max_new_tokens=args.max_new_tokens,
                        batch_size=args.batch_size, limit=args.limit, chat_template=args.chat_template,
                        generator=args.generator)  # fmt: skip
-    print(json.dumps(metrics, indent=2))
+    print(f"Evaluated {args.model}: {summary_line(metrics)}")
+    print(f"Wrote metrics.json, generations.jsonl and alpaca_eval.json to {output_dir}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,101 @@
+"""Training data for `symnoise-sft`: a local file or folder, or a Hub data set, checked before training starts.
+
+TRL's SFT data sets come in three formats; anything else fails deep inside `datasets` or TRL with an error that does
+not name the data. `check_sft_dataset` names the source, the column and the row instead.
+"""
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, IterableDataset, LargeList, List, Value, load_dataset
+
+# `datasets`' builder for each local file type.
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+SFT_FORMATS = (
+    "'prompt' and 'completion' (prompt-completion), 'messages' (conversational), or 'text' (language modeling; "
+    "--dataset_text_field names another column)"
+)
+
+
+_DESCRIPTIONS = {str: "text", list: "a list of messages ({'role': ..., 'content': ...})"}
+
+
+def _feature_type(feature) -> type | None:
+    if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
+        return str
+    return list if isinstance(feature, List | LargeList) else None
+
+
+class DataError(ValueError):
+    """A data set that SFT cannot train on; the message names the data, the column or row, and what is expected."""
+
+
+def load_sft_dataset(name: str, config: str | None = None, streaming: bool = False) -> DatasetDict:
+    """`name` as a DatasetDict: a local .json/.jsonl/.csv/.parquet file (its split is "train"), a local folder of such
+    files, or a Hub data set."""
+    path = Path(name)
+    if not path.exists() and (path.suffix.lower() in FILE_BUILDERS or name.startswith((".", "/", "~"))):
+        raise DataError(f"{name}: no such file or folder")
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise DataError(
+                f"{name}: a data file must end in {', '.join(FILE_BUILDERS)} (or pass a folder or a Hub data set name)"
+            )
+        if not path.read_bytes().strip():
+            raise DataError(f"{name} is empty: there are no examples to train on")
+        return load_dataset(builder, data_files=str(path), streaming=streaming)
+    return load_dataset(name, name=config, streaming=streaming)
+
+
+def _sft_columns(columns: list[str], text_field: str) -> list[str]:
+    if "messages" in columns:
+        return ["messages"]
+    if "prompt" in columns or "completion" in columns:
+        return ["prompt", "completion"]
+    if text_field in columns:
+        return [text_field]
+    return []
+
+
+def check_not_all_dropped(prepared, n_given: int, max_length: int | None) -> None:
+    """After SFTTrainer's preparation: raise when truncation dropped every example (TRL drops those left without a
+    single completion token, and training would fail later on an empty sampler)."""
+    if isinstance(prepared, Dataset) and n_given and len(prepared) == 0:
+        raise DataError(
+            f"all {n_given} training examples were dropped: truncated to max_length={max_length} tokens, none keeps a "
+            "token to learn from (TRL drops examples whose labels are all masked). Raise --max_length, or set "
+            "truncation_mode='keep_end'."
+        )
+
+
+def check_sft_dataset(dataset: Dataset | IterableDataset, source: str, text_field: str = "text") -> None:
+    """Raise a DataError naming `source` when `dataset` is empty or is not in one of TRL's SFT formats: a missing or
+    misnamed column, a row without a value, or values that are not text (or, for 'messages', lists of messages).
+
+    A streaming data set is checked by its column names only (its rows are not read ahead of training)."""
+    columns = list(dataset.column_names or [])
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise DataError(f"{source} has no examples")
+    needed = _sft_columns(columns, text_field)
+    missing = [c for c in needed if c not in columns]
+    if not needed or missing:
+        found = f"no {' or '.join(repr(c) for c in missing)} column and " if missing else ""
+        raise DataError(f"{source} has {found}the columns {columns}; SFT needs {SFT_FORMATS}")
+    if not isinstance(dataset, Dataset):
+        return
+    table = dataset.with_format("arrow")
+    for column in needed:
+        values = table[column]
+        if values.null_count:
+            row = values.is_null().to_pylist().index(True)
+            raise DataError(f"{source}: row {row + 1} has no {column!r} (every example needs {needed})")
+        allowed = (list,) if column == "messages" else (str,) if column == text_field else (str, list)
+        if _feature_type(dataset.features[column]) in allowed:
+            continue
+        row, value = next(((i, v) for i, v in enumerate(dataset[column]) if not isinstance(v, allowed)), (None, None))
+        if row is None:
+            continue
+        expected = " or ".join(_DESCRIPTIONS[t] for t in allowed)
+        raise DataError(
+            f"{source}: {column!r} must be {expected}, but row {row + 1} holds {value!r} ({type(value).__name__})"
+        )
