@@ -2,7 +2,8 @@
 
 The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The package's
 layers, each importing only from those before it: `kernels` (the op), the core modules here (noise, settings, batch,
-hooks, data, config, trainer), `quickstart` (offline model and data), `cli`, `research` (evaluation, ablation).
+hooks, data, arguments, mixin, config, trainer), `quickstart` (offline model and data), `cli`, `research`
+(evaluation, ablation).
 """
 
 import importlib
@@ -12,6 +13,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "SymNoiseSFTConfig": "config",
     "SymNoiseSFTTrainer": "trainer",
+    "SymNoiseArguments": "arguments",
+    "SymNoiseTrainingArguments": "arguments",
+    "SymNoiseMixin": "mixin",
+    "SymNoiseTrainer": "mixin",
     "activate_symnoise": "hooks",
     "deactivate_symnoise": "hooks",
     "symnoise_forward": "hooks",

@@ -9,7 +9,7 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from transformers import TrainerCallback
 
 sys.path.insert(0, os.path.dirname(__file__))
-from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer  # noqa: E402
+from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, SymNoiseTrainer, SymNoiseTrainingArguments  # noqa: E402
 
 import tiny  # noqa: E402
 
@@ -62,8 +62,30 @@ def train(out_dir, two_pass):
     }
 
 
+class RecordingPlainTrainer(SymNoiseTrainer):
+    def _next_symnoise_seed(self):
+        seed = super()._next_symnoise_seed()
+        self.seeds = getattr(self, "seeds", []) + [(self.state.global_step, seed)]
+        return seed
+
+
+def train_plain(out_dir):
+    """transformers' Trainer with SymNoise: the seeds each rank draws, and the parameters it ends with."""
+    from test_plain_trainer import COLLATORS, tokenized
+
+    args = SymNoiseTrainingArguments(output_dir=os.path.join(out_dir, "plain"), per_device_train_batch_size=2,
+                                     max_steps=2, report_to="none", use_cpu=True, save_strategy="no", seed=0,
+                                     disable_tqdm=True, symnoise_alpha=5.0)  # fmt: skip
+    trainer = RecordingPlainTrainer(model=tiny.model(), args=args, train_dataset=tokenized(prompt_labels=True),
+                                    data_collator=COLLATORS["padding_with_labels"]())  # fmt: skip
+    trainer.train()
+    return {"world_size": trainer.accelerator.num_processes, "seeds": trainer.seeds,
+            "params": {n: p.detach().clone() for n, p in trainer.model.named_parameters()}}  # fmt: skip
+
+
 def main(out_dir):
     results = {mode: train(out_dir, mode == "two_pass") for mode in ("one_pass", "two_pass")}
+    results["plain_trainer"] = train_plain(out_dir)
     rank = int(os.environ["RANK"])
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 

@@ -52,3 +52,12 @@ def test_two_pass_all_reduces_once_per_optimizer_step(ranks):
         assert rank["two_pass"]["seeds"] == rank["one_pass"]["seeds"]  # one seed per micro-batch, both passes
     for name, p in ranks[0]["one_pass"]["params"].items():
         torch.testing.assert_close(ranks[0]["two_pass"]["params"][name], p, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_plain_trainer_ranks_draw_different_noise_and_stay_identical(ranks):
+    runs = [r["plain_trainer"] for r in ranks]
+    assert [r["world_size"] for r in runs] == [2, 2]
+    assert [s for s, _ in runs[0]["seeds"]] == [s for s, _ in runs[1]["seeds"]] == [0, 1]
+    assert all(a != b for (_, a), (_, b) in zip(runs[0]["seeds"], runs[1]["seeds"], strict=True))
+    for name, p in runs[0]["params"].items():
+        assert torch.equal(p, runs[1]["params"][name]), name

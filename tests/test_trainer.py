@@ -217,7 +217,7 @@ def test_a_config_without_symnoise_fields_warns_once_and_trains_plain_sft(tmp_pa
 
 def test_no_config_warns_that_symnoise_is_off():
     # Like SFTTrainer, no config means SFTConfig's defaults, and on a CPU those ask for bf16, which fails after it.
-    with pytest.warns(UserWarning, match="got no config, which has no `symnoise_alpha`: SymNoise is off"):
+    with pytest.warns(UserWarning, match="got no arguments, which has no `symnoise_alpha`: SymNoise is off"):
         with pytest.raises(ValueError, match="bf16"):
             SymNoiseSFTTrainer(model=tiny.model(), train_dataset=tiny.prompt_completion_dataset(),
                                processing_class=tiny.tokenizer())  # fmt: skip
@@ -241,3 +241,13 @@ def test_triton_backend_is_refused_where_triton_cannot_run(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=r"`symnoise_backend='triton'` needs a CUDA device .* this run trains on cpu"):
         SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
                            processing_class=tiny.tokenizer())  # fmt: skip
+
+
+def test_model_card_names_symnoise_and_cites_the_paper(tmp_path):
+    trainer = run(SymNoiseSFTTrainer, SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA, max_steps=1)
+    trainer.create_model_card(model_name="tiny-symnoise")
+    card = (tmp_path / "SymNoiseSFTTrainer" / "README.md").read_text()
+    assert "- symnoise" in card and "- sft" in card
+    assert "SFT with SymNoise" in card
+    assert "SymNoise: Advancing Language Model Fine-tuning with Symmetric Noise" in card and "2312.01523" in card
+    assert "@article{yadav2023symnoise" in card
