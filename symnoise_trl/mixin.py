@@ -165,15 +165,17 @@ class SymNoiseMixin:
         """Weight one pass of the two-pass mode by 1/2, router auxiliary loss (MoE) included.
 
         With `num_items_in_batch`, the doubled count halves the token loss, and the router loss, which is added per
-        micro-batch with its coefficient, is halved through that coefficient: the `router_aux_loss_coef` attribute
-        that TRL's SFTTrainer adds the loss with, and the one transformers' MoE models add it with in their own loss.
+        micro-batch with its coefficient, is halved through that coefficient, wherever the stack reads it: the
+        `router_aux_loss_coef` attribute of TRL's SFTTrainer (TRL 1.16), of the model config (TRL 1.14's fused
+        forward) and of transformers' MoE models (their own loss, under a plain Trainer).
         Without a count (a model that takes no loss kwargs), `Trainer.training_step` divides the whole loss by
         `current_gradient_accumulation_steps` before its backward: doubling that attribute for the pass halves it.
         """
         if num_items_in_batch is not None:
             model = self.accelerator.unwrap_model(self.model)
             model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
-            owners = [owner for owner in (self, model) if hasattr(owner, "router_aux_loss_coef")]
+            config = getattr(model, "config", None)
+            owners = [owner for owner in (self, model, config) if hasattr(owner, "router_aux_loss_coef")]
             coefficients = [o.router_aux_loss_coef for o in owners]
             for owner, coefficient in zip(owners, coefficients, strict=True):
                 owner.router_aux_loss_coef = coefficient / 2

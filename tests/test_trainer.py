@@ -142,7 +142,10 @@ def test_packed_noise_uses_each_sequence_length(tmp_path):
                   max_steps=1)  # fmt: skip
     batch, call = trainer.batches[0], [c for c in recorder.calls if c["training"]][0]
     t = batch["input_ids"].shape[1]
-    cu = batch["cu_seq_lens_q"].long()
+    if "cu_seq_lens_q" in batch:
+        cu = batch["cu_seq_lens_q"].long()
+    else:  # older TRL collators: sequences start where position_ids restart at 0
+        cu = torch.cat([(batch["position_ids"][0] == 0).nonzero().flatten(), torch.tensor([t])])
     assert len(cu) > 2, "several sequences should be packed"
     lengths = torch.repeat_interleave(cu.diff(), cu.diff()).float()
     clean, plus, minus = call["raw"][0, :t], call["received"][0, :t], call["received"][0, t:]

@@ -54,7 +54,8 @@ def conversational_dataset(n: int = 16, seed: int = 0) -> Dataset:
     return Dataset.from_dict({"messages": messages})
 
 
-# A reference varlen attention: causal attention inside each [cu[i], cu[i+1]) segment, from `cu_seq_lens_q` only.
+# A reference varlen attention: causal attention inside each [cu[i], cu[i+1]) segment, from `cu_seq_lens_q` (or, where
+# the collator gives none, from where position_ids restart at 0).
 # transformers' sdpa/eager attention rebuild the segments from position_ids and ignore cu_seq_lens; a FlashAttention
 # varlen kernel uses cu_seq_lens alone. This one does too, so a wrong cu_seq_lens shows on CPU.
 VARLEN_REFERENCE = "varlen_reference"
@@ -62,8 +63,11 @@ VARLEN_REFERENCE = "varlen_reference"
 
 def varlen_reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     cu = kwargs.get("cu_seq_lens_q")
+    if cu is None and "position_ids" in kwargs:  # older TRL collators give position_ids only (as FlashAttention does)
+        starts = (kwargs["position_ids"][0] == 0).nonzero().flatten()
+        cu = torch.cat([starts, torch.tensor([kwargs["position_ids"].shape[1]])])
     if cu is None:
-        raise RuntimeError("the varlen reference attention needs cu_seq_lens_q (a padding-free batch)")
+        raise RuntimeError(f"the varlen reference attention needs cu_seq_lens_q or position_ids, got {sorted(kwargs)}")
     assert query.shape[0] == 1, "varlen batches are (1, T)"
     groups = query.shape[1] // key.shape[1]
     key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
