@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # From a fresh clone: set up .venv, SymNoise-train the built-in tiny model on the shipped task data (CPU, about
 # 1.5 minutes of training), then evaluate it on the 200 held-out tasks and print one line of results.
-# Extra arguments go to symnoise-sft (e.g. --symnoise_alpha 10). QUICKSTART_MAX_STEPS=N trains N steps only
-# (the README test uses it).
+# Extra arguments go to symnoise-sft (e.g. --symnoise_alpha 10; not --output_dir: the evaluation reads
+# outputs/quickstart). QUICKSTART_MAX_STEPS=N trains N steps only (the README test uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

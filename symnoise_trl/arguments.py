@@ -40,8 +40,8 @@ class SymNoiseArguments:
         symnoise_two_pass (`bool`, *optional*, defaults to `False`):
             Memory-neutral mode: instead of one pass over the doubled batch, two forward/backward passes over the
             original batch, `X + s*eps` then `X - s*eps` (same seed, each loss weighted 1/2). Same gradients, the
-            activation memory of plain SFT, about the same compute. The first pass does not all-reduce under DDP.
-            Not supported with DeepSpeed.
+            activation memory of plain SFT, the compute of the one-pass mode. The first pass does not all-reduce
+            under DDP. Not supported with DeepSpeed.
     """
 
     symnoise_alpha: float | None = field(

@@ -89,7 +89,8 @@ def resume_argument(value: str | None, output_dir: str):
     checkpoint folder. Raises ValueError with the fix when there is nothing to resume from."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if value is None or value.lower() in ("false", "none", ""):
+    value = str(value)  # a YAML config gives true/false as booleans
+    if value.lower() in ("false", "none", ""):
         return None
     if value.lower() in LATEST_CHECKPOINT:
         if not Path(output_dir).is_dir() or get_last_checkpoint(output_dir) is None:
@@ -114,7 +115,6 @@ def run(argv=None):
 
     from trl import get_peft_config, get_quantization_config
 
-    from .data import DataError
     from .quickstart.tiny_model import tiny_model_path
     from .trainer import SymNoiseSFTTrainer
 
@@ -146,7 +146,7 @@ def run(argv=None):
             quantization_config=quantization_config,
             peft_config=get_peft_config(model_args),
         )
-    except DataError as error:
+    except ValueError as error:  # bad data (DataError) or a setting the trainer refuses at start-up
         parser.error(str(error))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)

@@ -32,7 +32,7 @@ class DataError(ValueError):
 def load_sft_dataset(name: str, config: str | None = None, streaming: bool = False) -> DatasetDict:
     """`name` as a DatasetDict: a local .json/.jsonl/.csv/.parquet file (its split is "train"), a local folder of such
     files, or a Hub data set."""
-    path = Path(name)
+    path = Path(name).expanduser()
     if not path.exists() and (path.suffix.lower() in FILE_BUILDERS or name.startswith((".", "/", "~"))):
         raise DataError(f"{name}: no such file or folder")
     if path.is_file():

@@ -16,7 +16,7 @@ import warnings
 
 from transformers import Trainer, TrainingArguments
 
-from .arguments import SymNoiseTrainingArguments
+from .arguments import SymNoiseArguments, SymNoiseTrainingArguments
 from .batch import micro_batch_seed
 from .hooks import SymNoiseHook, deactivate_symnoise, symnoise_forward
 from .kernels.symnoise_op import triton_available, triton_runs_on
@@ -39,7 +39,7 @@ def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir
     """`args` as `config_cls` (a class with the symnoise_* fields), as TRL's trainers convert TrainingArguments to
     their config. Arguments without the fields turn SymNoise off, which is worth a warning: it is usually a
     forgotten config class."""
-    if isinstance(args, config_cls):
+    if isinstance(args, SymNoiseArguments):  # config_cls, or any arguments class with the fields mixed in
         return args
     given = "no arguments" if args is None else f"a {type(args).__name__}"
     warnings.warn(
@@ -164,33 +164,39 @@ class SymNoiseMixin:
     def _weighted_half(self, num_items_in_batch):
         """Weight one pass of the two-pass mode by 1/2, router auxiliary loss (MoE) included.
 
-        With `num_items_in_batch`, the doubled count halves the token loss, and the router loss, which is added per
-        micro-batch with its coefficient, is halved through that coefficient, wherever the stack reads it: the
-        `router_aux_loss_coef` attribute of TRL's SFTTrainer (TRL 1.16), of the model config (TRL 1.14's fused
-        forward) and of transformers' MoE models (their own loss, under a plain Trainer).
-        Without a count (a model that takes no loss kwargs), `Trainer.training_step` divides the whole loss by
-        `current_gradient_accumulation_steps` before its backward: doubling that attribute for the pass halves it.
+        Relies on Trainer.training_step's rule for the loss it gets from compute_loss: normalised by
+        `num_items_in_batch` (`loss_is_scaled_for_ga`, or by default when the model takes loss kwargs and a count is
+        given), or else divided by `current_gradient_accumulation_steps` before the backward.
+        - Normalised by the count: the doubled count halves the token loss, and the router loss, which is added per
+          micro-batch with its coefficient, is halved through that coefficient, wherever the stack reads it: the
+          `router_aux_loss_coef` attribute of TRL's SFTTrainer (TRL 1.16), of the model config (TRL 1.14's fused
+          forward) and of transformers' MoE models (their own loss, under a plain Trainer).
+        - Divided by the steps: doubling `current_gradient_accumulation_steps` for the pass halves the whole loss.
         """
-        if num_items_in_batch is not None:
-            model = self.accelerator.unwrap_model(self.model)
-            model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
-            config = getattr(model, "config", None)
-            owners = [owner for owner in (self, model, config) if hasattr(owner, "router_aux_loss_coef")]
-            coefficients = [o.router_aux_loss_coef for o in owners]
-            for owner, coefficient in zip(owners, coefficients, strict=True):
-                owner.router_aux_loss_coef = coefficient / 2
-            try:
-                yield
-            finally:
-                for owner, coefficient in zip(owners, coefficients, strict=True):
-                    owner.router_aux_loss_coef = coefficient
-            return
         scaled = getattr(self, "loss_is_scaled_for_ga", None)  # transformers >= 5.19
-        if scaled or (scaled is None and self.compute_loss_func is not None):
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or (
+                self.compute_loss_func is not None
+            )
+        if scaled and num_items_in_batch is None:
             raise RuntimeError(
                 "`symnoise_two_pass=True` cannot weight its two passes here: Trainer gave no `num_items_in_batch` "
                 "and does not divide this trainer's loss by the accumulation steps. Use the one-pass mode."
             )
+        if scaled:
+            model = self.accelerator.unwrap_model(self.model)
+            model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
+            config = getattr(model, "config", None)
+            owners = [owner for owner in (self, model, config) if hasattr(owner, "router_aux_loss_coef")]
+            saved = [(owner, owner.router_aux_loss_coef) for owner in owners]
+            for owner, coefficient in saved:
+                owner.router_aux_loss_coef = coefficient / 2
+            try:
+                yield
+            finally:
+                for owner, coefficient in saved:
+                    owner.router_aux_loss_coef = coefficient
+            return
         steps = self.current_gradient_accumulation_steps
         self.current_gradient_accumulation_steps = 2 * steps
         try:
@@ -211,7 +217,8 @@ class SymNoiseTrainer(SymNoiseMixin, Trainer):
     def create_model_card(self, *args, tags=None, **kwargs):
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         super().create_model_card(*args, tags=[*tags, "symnoise"], **kwargs)
-        _add_citation(self.args.output_dir)
+        if self.is_world_process_zero():  # where Trainer writes the card
+            _add_citation(self.args.output_dir)
 
 
 def _add_citation(output_dir) -> None:

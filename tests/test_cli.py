@@ -132,6 +132,15 @@ def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monk
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
 
 
+def test_resume_argument_takes_yaml_booleans(tmp_path):
+    from symnoise_trl.cli import resume_argument
+
+    (tmp_path / "checkpoint-3").mkdir()
+    assert resume_argument(True, str(tmp_path)) is True  # `resume_from_checkpoint: true` in a YAML config
+    assert resume_argument(False, str(tmp_path)) is None and resume_argument(None, str(tmp_path)) is None
+    assert resume_argument(str(tmp_path / "checkpoint-3"), str(tmp_path)) == str(tmp_path / "checkpoint-3")
+
+
 @pytest.mark.parametrize(
     "value, message",
     [("true", "has no checkpoint-N folder"), ("last", "has no checkpoint-N folder"),

@@ -4,6 +4,7 @@ and prediction see the plain model, the hook goes away, and the model card names
 
 import copy
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -153,6 +154,10 @@ def test_any_trainer_subclass_gets_symnoise_by_mixing_it_in(tmp_path):
 
     trainer = run(CustomSymNoiseTrainer, CustomArguments, tmp_path, symnoise_alpha=ALPHA, max_steps=2)
     assert trainer.seen_batch_sizes == [8, 8]  # its compute_loss sees the doubled batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # arguments with the fields mixed in are taken as they are, without a warning
+        args = CustomArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", symnoise_alpha=ALPHA)
+        assert SymNoiseTrainer(model=tiny.model(), args=args, train_dataset=tokenized()).args is args
     with pytest.warns(UserWarning, match="mixes in SymNoiseMixin, but its arguments \\(TrainingArguments\\) have no"):
         CustomSymNoiseTrainer(model=tiny.model(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True),
                               train_dataset=tokenized())  # fmt: skip

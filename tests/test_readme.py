@@ -1,4 +1,5 @@
-"""Every Python and shell block of README.md runs as written, on this CPU and offline, in the order of the README;
+"""Every Python and shell block of README.md runs as written, on a CPU and without the model hub, in the order of the
+README;
 a block that cannot (it needs a GPU or the Hub, or it is this test suite) says why in a marker comment above it.
 
 Shell blocks run in the repository root with the project's environment first on PATH (the README assumes it is
@@ -64,7 +65,8 @@ def test_readme_blocks_run_as_written(tmp_path_factory):
         "SYMNOISE_TRL_CACHE": str(cache),
         "QUICKSTART_MAX_STEPS": "5",
     }
-    shutil.rmtree(ROOT / "outputs" / "resumable", ignore_errors=True)  # the resume example starts from nothing
+    for folder in ("quickstart", "resumable", "my-data"):  # the README's output folders: each block starts afresh
+        shutil.rmtree(ROOT / "outputs" / folder, ignore_errors=True)
     workdir = tmp_path_factory.mktemp("readme")
     ran = 0
     for snippet in snippets():

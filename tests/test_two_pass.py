@@ -27,6 +27,16 @@ class WithoutItemCount(SymNoiseSFTTrainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
 
+class PerMicroBatchMean(SymNoiseSFTTrainer):
+    """A subclass whose compute_loss takes each micro-batch's own token mean and says so (loss_is_scaled_for_ga):
+    Trainer then divides the loss by the accumulation steps, whatever count it passes."""
+
+    loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch=None)
+
+
 def train(tmp_path, two_pass, model=None, trainer_cls=SymNoiseSFTTrainer, **overrides):
     attn = "varlen_reference" if overrides.get("packing") else "sdpa"
     args = tiny.train_args(SymNoiseSFTConfig, tmp_path / f"two_pass_{two_pass}", symnoise_alpha=5.0,
@@ -71,6 +81,14 @@ def test_two_pass_matches_without_an_item_count(tmp_path, setting):
     for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
     assert two.current_gradient_accumulation_steps == one.current_gradient_accumulation_steps  # restored
+
+
+def test_two_pass_matches_a_loss_not_scaled_by_the_count(tmp_path):
+    sgd = dict(optim="sgd", learning_rate=0.05)
+    one = train(tmp_path, False, trainer_cls=PerMicroBatchMean, **SETTINGS["grad_accum"], **sgd)
+    two = train(tmp_path, True, trainer_cls=PerMicroBatchMean, **SETTINGS["grad_accum"], **sgd)
+    for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_two_pass_runs_the_halves_at_the_original_batch_size(tmp_path):
