@@ -38,17 +38,24 @@ def triton_runs_on(device: torch.device | str) -> bool:
 
 
 def _check_scale_values(scale: torch.Tensor) -> None:
-    # NOTE: one device->host sync per call; it runs inside the op, so torch.compile still sees one opaque node.
+    # NOTE: one device->host sync per call, so it runs only for scales a caller passes in (`check_scale=True`), and
+    # inside the op, so torch.compile still sees one opaque node.
     if not bool(((scale >= 0) & torch.isfinite(scale)).all()):
         raise ValueError("scale must be finite and >= 0 on every row")
 
 
 @torch.library.custom_op("symnoise_trl::symnoise", mutates_args=())
 def _symnoise_op(
-    x: torch.Tensor, scale: torch.Tensor | None, scale_value: float, seed: int, half: str, backend: str
+    x: torch.Tensor,
+    scale: torch.Tensor | None,
+    scale_value: float,
+    seed: int,
+    half: str,
+    backend: str,
+    check_scale: bool,
 ) -> torch.Tensor:
     x2d = x.reshape(_n_rows(x), x.shape[-1]).contiguous()
-    if scale is not None:
+    if scale is not None and check_scale:
         _check_scale_values(scale)
     if backend == "triton":
         out = symnoise_triton(x2d, scale, scale_value, seed, half)
@@ -59,7 +66,7 @@ def _symnoise_op(
 
 
 @_symnoise_op.register_fake
-def _(x, scale, scale_value, seed, half, backend):
+def _(x, scale, scale_value, seed, half, backend, check_scale):
     return x.new_empty(((2,) if half == "both" else ()) + tuple(x.shape))
 
 
@@ -70,7 +77,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     # d(x + s*eps)/dx = d(x - s*eps)/dx = I: no RNG, nothing saved.
     grad_x = grad[0] + grad[1] if ctx.half == "both" else grad
-    return grad_x, None, None, None, None, None
+    return grad_x, None, None, None, None, None, None
 
 
 _symnoise_op.register_autograd(_backward, setup_context=_setup_context)
@@ -126,7 +133,9 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     return backend
 
 
-def symnoise(x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: str = "auto") -> torch.Tensor:
+def symnoise(
+    x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: str = "auto", check_scale: bool = True
+) -> torch.Tensor:
     """Symmetric Rademacher noise on embeddings (SymNoise, arXiv 2312.01523, Algorithm 2), in one pass.
 
     Args:
@@ -138,6 +147,8 @@ def symnoise(x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: 
             "plus" / "minus" return that half alone, shape x.shape (the second one regenerates the same signs).
         backend: "triton", "torch" (the reference) or "auto" (Triton on CUDA when importable, else torch).
             Both give bit-identical results.
+        check_scale: check that a scale tensor is finite and >= 0 on every row. The check reads the values back to
+            the host (a device sync); callers whose scales are valid by construction pass False.
 
     Arithmetic is fp32 with one round-to-nearest-even store to x.dtype; a NaN is written as the dtype's canonical
     quiet NaN (GPU and CPU arithmetic disagree on NaN bits). The gradient w.r.t. x is grad[0] + grad[1] ("both")
@@ -149,4 +160,4 @@ def symnoise(x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: 
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     backend = _resolve_backend(backend, x)
-    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend)
+    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale))

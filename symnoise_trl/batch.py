@@ -54,19 +54,21 @@ def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.
             mask = torch.ones_like(input_ids)
         mask = mask.to(torch.float32)
         return mask.sum(dim=1, keepdim=True) * mask
+    # NOTE: searchsorted, scatter_add and indexing keep this on the device: repeat_interleave by lengths or bincount
+    # would read values back to the host to size their outputs, a sync on every training step.
+    n_tokens, device = input_ids.shape[1], input_ids.device
+    positions = torch.arange(n_tokens, device=device)
     if "cu_seq_lens_q" in inputs:
-        cu = inputs["cu_seq_lens_q"].to(torch.int64)
-        if int(cu[-1]) != input_ids.shape[1]:
-            raise ValueError(f"cu_seq_lens_q ends at {int(cu[-1])} but the batch has {input_ids.shape[1]} tokens")
-        lengths = cu.diff()
-        per_token = torch.repeat_interleave(lengths, lengths)
+        cu = inputs["cu_seq_lens_q"].to(device=device, dtype=torch.int64)
+        sequence = torch.searchsorted(cu[1:], positions, right=True).clamp(max=cu.numel() - 2)
+        per_token = cu.diff()[sequence]
     else:  # sequences start where position_ids restarts at 0
-        position_ids = inputs["position_ids"][0]
-        starts = position_ids == 0
+        starts = inputs["position_ids"][0].to(device) == 0
         starts[0] = True
         sequence = torch.cumsum(starts.to(torch.int64), 0) - 1
-        per_token = torch.bincount(sequence)[sequence]
-    return per_token.to(torch.float32).reshape(input_ids.shape).to(input_ids.device)
+        counts = torch.zeros(n_tokens, dtype=torch.int64, device=device)
+        per_token = counts.scatter_add_(0, sequence, torch.ones_like(sequence))[sequence]
+    return per_token.to(torch.float32).reshape(input_ids.shape)
 
 
 def noise_scale(lengths: torch.Tensor, alpha: float, dim: int) -> torch.Tensor:
@@ -131,9 +133,10 @@ class NoisePlan:
         if not settings.symmetric:
             return one_sided_noise(embeds, scale, self.seed, settings.distribution, settings.backend)
         if not self.doubled:
-            return symnoise(embeds, scale, self.seed, half=self.half, backend=settings.backend)
+            return symnoise(embeds, scale, self.seed, half=self.half, backend=settings.backend, check_scale=False)
         x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
-        noisy = symnoise(x, scale, self.seed, backend=settings.backend)  # (2, *x.shape)
+        # noise_scale's values are finite and >= 0 by construction: no check, which would sync with the device
+        noisy = symnoise(x, scale, self.seed, backend=settings.backend, check_scale=False)  # (2, *x.shape)
         if self.layout == "packed":
             noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim
         return noisy.reshape(embeds.shape)

@@ -32,7 +32,7 @@ def one_sided_noise(x: torch.Tensor, scale: torch.Tensor, seed: int, distributio
     if distribution not in ONE_SIDED:
         raise ValueError(f"distribution must be one of {ONE_SIDED}, got {distribution!r}")
     if distribution == "rademacher":
-        return symnoise(x, scale, seed, half="plus", backend=backend)
+        return symnoise(x, scale, seed, half="plus", backend=backend, check_scale=False)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     unit = _UNIT_NOISE[distribution](x.shape, generator, x.device)
     return (x.float() + unit * scale[..., None]).to(x.dtype)

@@ -8,12 +8,12 @@ alpha=0; with noise the two modes agree to that small term.
 
 import pytest
 import torch
-from test_plain_trainer import tokenized
 from transformers import DataCollatorForSeq2Seq, MixtralConfig, MixtralForCausalLM
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, SymNoiseTrainer, SymNoiseTrainingArguments
 
 import tiny
+from test_plain_trainer import tokenized
 
 AUX = 0.5  # a large coefficient, so that counting the router loss twice shows
 
