@@ -14,18 +14,13 @@ from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, SymNoiseTrainer,
 import tiny  # noqa: E402
 
 
-class RecordingTrainer(SymNoiseSFTTrainer):
+class RecordingTrainer(tiny.RecordSeeds, SymNoiseSFTTrainer):
     """Records the noise seeds and counts the DDP gradient buckets all-reduced."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.seeds, self.allreduces = [], 0
+        self.allreduces = 0
         self.add_callback(CountAllReduces(self))
-
-    def _next_symnoise_seed(self):
-        seed = super()._next_symnoise_seed()
-        self.seeds.append((self.state.global_step, seed))
-        return seed
 
 
 class CountAllReduces(TrainerCallback):
@@ -62,11 +57,8 @@ def train(out_dir, two_pass):
     }
 
 
-class RecordingPlainTrainer(SymNoiseTrainer):
-    def _next_symnoise_seed(self):
-        seed = super()._next_symnoise_seed()
-        self.seeds = getattr(self, "seeds", []) + [(self.state.global_step, seed)]
-        return seed
+class RecordingPlainTrainer(tiny.RecordSeeds, SymNoiseTrainer):
+    pass
 
 
 def train_plain(out_dir):

@@ -15,11 +15,8 @@ ZERO2 = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps"
          "zero_optimization": {"stage": 2}}  # fmt: skip
 
 
-class RecordingTrainer(SymNoiseSFTTrainer):
-    def _next_symnoise_seed(self):
-        seed = super()._next_symnoise_seed()
-        self.seeds = getattr(self, "seeds", []) + [seed]
-        return seed
+class RecordingTrainer(tiny.RecordSeeds, SymNoiseSFTTrainer):
+    pass
 
 
 def main(out_dir, mode):

@@ -7,11 +7,8 @@ from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
 import tiny
 
 
-class SeedRecordingTrainer(SymNoiseSFTTrainer):
-    def _next_symnoise_seed(self):
-        seed = super()._next_symnoise_seed()
-        self.seeds = getattr(self, "seeds", []) + [(self.state.global_step, seed)]
-        return seed
+class SeedRecordingTrainer(tiny.RecordSeeds, SymNoiseSFTTrainer):
+    pass
 
 
 def trainer_for(output_dir):

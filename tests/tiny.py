@@ -126,5 +126,14 @@ class EmbeddingRecorder:
         self.calls[-1]["received"] = hidden.detach().clone()  # a checkpointed recompute writes the same value
 
 
+class RecordSeeds:
+    """Mix in before a SymNoise trainer: keeps (global step, seed) of every training micro-batch in `self.seeds`."""
+
+    def _next_symnoise_seed(self):
+        seed = super()._next_symnoise_seed()
+        self.seeds = getattr(self, "seeds", []) + [(self.state.global_step, seed)]
+        return seed
+
+
 def tensor_copy(batch: dict) -> dict:
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
