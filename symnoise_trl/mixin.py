@@ -11,6 +11,7 @@ trainer's own.
 """
 
 import contextlib
+import os
 import textwrap
 import warnings
 
@@ -35,19 +36,21 @@ PAPER = {
 }
 
 
-def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir: str):
-    """`args` as `config_cls` (a class with the symnoise_* fields), as TRL's trainers convert TrainingArguments to
+def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir: str, accept=None):
+    """`args` as the trainer takes them: as they are if an instance of `accept` (default `config_cls`), else
+    converted to `config_cls` (a class with the symnoise_* fields), as TRL's trainers convert TrainingArguments to
     their config. Arguments without the fields turn SymNoise off, which is worth a warning: it is usually a
     forgotten config class."""
-    if isinstance(args, SymNoiseArguments):  # config_cls, or any arguments class with the fields mixed in
+    if isinstance(args, accept or config_cls):
         return args
-    given = "no arguments" if args is None else f"a {type(args).__name__}"
-    warnings.warn(
-        f"{trainer_name} got {given}, which has no `symnoise_alpha`: SymNoise is off and the trainer trains without "
-        f"it. Pass {config_cls.__name__}(symnoise_alpha=5.0, ...) to train with SymNoise.",
-        UserWarning,
-        stacklevel=3,
-    )
+    if not isinstance(args, SymNoiseArguments):
+        given = "no arguments" if args is None else f"a {type(args).__name__}"
+        warnings.warn(
+            f"{trainer_name} got {given}, which has no `symnoise_alpha`: SymNoise is off and the trainer trains "
+            f"without it. Pass {config_cls.__name__}(symnoise_alpha=5.0, ...) to train with SymNoise.",
+            UserWarning,
+            stacklevel=3,
+        )
     if args is None:
         return config_cls(default_output_dir)
     dict_args = args.to_dict()
@@ -211,7 +214,10 @@ class SymNoiseTrainer(SymNoiseMixin, Trainer):
     labels); the model card names SymNoise and cites the paper."""
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *rest, **kwargs):
-        args = with_symnoise_fields(args, SymNoiseTrainingArguments, type(self).__name__, "trainer_output")
+        # Any arguments with the fields mixed in work for transformers' Trainer as they are.
+        args = with_symnoise_fields(
+            args, SymNoiseTrainingArguments, type(self).__name__, "trainer_output", accept=SymNoiseArguments
+        )
         super().__init__(model, args, *rest, **kwargs)
 
     def create_model_card(self, *args, tags=None, **kwargs):
@@ -223,8 +229,6 @@ class SymNoiseTrainer(SymNoiseMixin, Trainer):
 
 def _add_citation(output_dir) -> None:
     """Append the paper and its BibTeX to the README.md model card that transformers' Trainer wrote."""
-    import os
-
     path = os.path.join(output_dir, "README.md")
     if not os.path.exists(path):
         return

@@ -254,3 +254,15 @@ def test_model_card_names_symnoise_and_cites_the_paper(tmp_path):
     assert "SFT with SymNoise" in card
     assert "SymNoise: Advancing Language Model Fine-tuning with Symmetric Noise" in card and "2312.01523" in card
     assert "@article{yadav2023symnoise" in card
+
+
+def test_other_symnoise_arguments_are_converted_without_a_warning(tmp_path, recwarn):
+    from symnoise_trl import SymNoiseTrainingArguments
+
+    args = SymNoiseTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", symnoise_alpha=ALPHA,
+                                     symnoise_length="padded")  # fmt: skip
+    trainer = SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
+                                 processing_class=tiny.tokenizer())  # fmt: skip
+    assert isinstance(trainer.args, SymNoiseSFTConfig)  # SFTTrainer needs its own config
+    assert (trainer.args.symnoise_alpha, trainer.args.symnoise_length) == (ALPHA, "padded")
+    assert not [w for w in recwarn if "SymNoise is off" in str(w.message)]
