@@ -52,8 +52,9 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
-    """int8 (n_rows, dim) of +-1: eps(n, j) of docs/noise-stream.md, section 1 (no argument checks)."""
+def sign_bytes(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
+    """int64 (n_rows, 16 * chunks): the stream's random bytes; bit k of byte i of a row is the sign of column 8 i + k
+    (1 = +1). Bit b of word q of chunk c is bit (b & 7) of byte 16 c + 4 q + (b >> 3)."""
     n_chunks = -(-dim // CHUNK)
     rows = torch.arange(n_rows, device=device, dtype=torch.int64)[:, None]
     chunks = torch.arange(n_chunks, device=device, dtype=torch.int64)[None, :]
@@ -61,14 +62,26 @@ def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Ten
     words = philox4x32(
         rows.expand(n_rows, n_chunks), chunks.expand(n_rows, n_chunks), zero, zero, seed & MASK32, seed >> 32
     )
-    # Bit b of word q is bit (b & 7) of its byte b >> 3: split the words into bytes and look the 8 signs of each
-    # byte up in a (256, 8) table - one int8 gather instead of shifts and masks over N*d integers.
     words = torch.stack(words, dim=-1)  # (N, C, 4), uint32 values in int64
-    byte_values = (words[..., None] >> torch.tensor([0, 8, 16, 24], device=device)) & 0xFF  # (N, C, 4, 4)
-    bits = (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
-    table = (bits * 2 - 1).to(torch.int8)  # (256, 8)
-    signs = table[byte_values.reshape(-1)]  # column = 128 c + 32 q + 8 byte + bit
-    return signs.reshape(n_rows, n_chunks * CHUNK)[:, :dim]
+    return ((words[..., None] >> torch.tensor([0, 8, 16, 24], device=device)) & 0xFF).reshape(n_rows, 16 * n_chunks)
+
+
+def bits_of_bytes(device=None) -> torch.Tensor:
+    """int64 (256, 8): bit k of each byte value."""
+    return (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
+
+
+def signs_from_bytes(byte_values: torch.Tensor, dim: int, table: torch.Tensor) -> torch.Tensor:
+    """(rows, dim) of table[bit] for the sign bytes of `sign_bytes` (a row block of them), where `table` maps each
+    byte value to its 8 columns' values, (256, 8). One gather of small values instead of shifts and masks over
+    N*d integers."""
+    return table[byte_values.reshape(-1)].reshape(byte_values.shape[0], 8 * byte_values.shape[1])[:, :dim]
+
+
+def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
+    """int8 (n_rows, dim) of +-1: eps(n, j) of docs/noise-stream.md, section 1 (no argument checks)."""
+    table = (bits_of_bytes(device) * 2 - 1).to(torch.int8)
+    return signs_from_bytes(sign_bytes(n_rows, dim, seed, device), dim, table)
 
 
 def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:

@@ -9,7 +9,8 @@ from numbers import Real
 
 import torch
 
-from .reference import MAX_ROWS, check_seed, symnoise_reference
+from .reference import MAX_ROWS, check_seed
+from .symnoise_torch import symnoise_torch
 
 try:
     import triton
@@ -49,7 +50,7 @@ def _symnoise_op(
     x: torch.Tensor,
     scale: torch.Tensor | None,
     scale_value: float,
-    seed: int,
+    seed: torch.Tensor,
     half: str,
     backend: str,
     check_scale: bool,
@@ -57,11 +58,11 @@ def _symnoise_op(
     x2d = x.reshape(_n_rows(x), x.shape[-1]).contiguous()
     if scale is not None and check_scale:
         _check_scale_values(scale)
-    if backend == "triton":
-        out = symnoise_triton(x2d, scale, scale_value, seed, half)
-    else:
-        rows = scale if scale is not None else torch.full((x2d.shape[0],), scale_value, device=x.device)
-        out = symnoise_reference(x2d, rows, seed, half)
+    # NOTE: the seed arrives as a CPU tensor, so torch.compile sees a graph input rather than a Python int to guard
+    # on (a new seed every step recompiled the graph every step); reading a CPU tensor costs no device sync.
+    seed_value = check_seed(int(seed))
+    backend_fn = symnoise_triton if backend == "triton" else symnoise_torch
+    out = backend_fn(x2d, scale, scale_value, seed_value, half)
     return out.view(((2,) if half == "both" else ()) + tuple(x.shape))
 
 
@@ -119,6 +120,19 @@ def _scale_arg(scale, x: torch.Tensor) -> tuple[torch.Tensor | None, float]:
     return None, float(scale)
 
 
+def _seed_arg(seed) -> torch.Tensor:
+    """The seed as the 0-d int64 CPU tensor the op takes. A tensor's value is checked inside the op (where reading it
+    needs no tracing)."""
+    if isinstance(seed, torch.Tensor):
+        if seed.dtype != torch.int64 or seed.numel() != 1 or seed.device.type != "cpu":
+            raise TypeError(
+                "seed must be an int in [0, 2**63) or a one-element int64 CPU tensor holding one, got a "
+                f"{seed.dtype} tensor of shape {tuple(seed.shape)} on {seed.device}"
+            )
+        return seed.reshape(())
+    return torch.tensor(check_seed(seed), dtype=torch.int64)
+
+
 def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -134,7 +148,13 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
 
 
 def symnoise(
-    x: torch.Tensor, scale, seed: int, *, half: str = "both", backend: str = "auto", check_scale: bool = True
+    x: torch.Tensor,
+    scale,
+    seed: int | torch.Tensor,
+    *,
+    half: str = "both",
+    backend: str = "auto",
+    check_scale: bool = True,
 ) -> torch.Tensor:
     """Symmetric Rademacher noise on embeddings (SymNoise, arXiv 2312.01523, Algorithm 2), in one pass.
 
@@ -142,13 +162,17 @@ def symnoise(
         x: float32/float16/bfloat16 tensor of shape (..., d), read as N rows of d.
         scale: a float, or a float tensor with one value per row (shape x.shape[:-1] or (N,)); >= 0.
             A row with scale 0 comes back unchanged (padding).
-        seed: int in [0, 2**63); the signs are a pure function of (seed, row, column).
+        seed: int in [0, 2**63), or a one-element int64 CPU tensor holding one; the signs are a pure function of
+            (seed, row, column). Under torch.compile pass a tensor: a Python int is a constant of the graph, and a
+            new one recompiles it.
         half: "both" returns (2, *x.shape) with [0] = x + scale*eps and [1] = x - scale*eps;
             "plus" / "minus" return that half alone, shape x.shape (the second one regenerates the same signs).
-        backend: "triton", "torch" (the reference) or "auto" (Triton on CUDA when importable, else torch).
+        backend: "triton", "torch" (pure torch, any device) or "auto" (Triton on CUDA when importable, else torch).
             Both give bit-identical results.
         check_scale: check that a scale tensor is finite and >= 0 on every row. The check reads the values back to
-            the host (a device sync); callers whose scales are valid by construction pass False.
+            the host (a device sync); callers whose scales are valid by construction pass False. Unchecked, a
+            negative row scale -s gives x - s*eps in the plus half (the minus half of s, bit for bit): the trainer's
+            two-pass mode draws its minus pass so, from one compiled graph.
 
     Arithmetic is fp32 with one round-to-nearest-even store to x.dtype; a NaN is written as the dtype's canonical
     quiet NaN (GPU and CPU arithmetic disagree on NaN bits). The gradient w.r.t. x is grad[0] + grad[1] ("both")
@@ -156,7 +180,7 @@ def symnoise(
     """
     _check_x(x)
     scale_rows, scale_value = _scale_arg(scale, x)
-    seed = check_seed(seed)
+    seed = _seed_arg(seed)
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     backend = _resolve_backend(backend, x)

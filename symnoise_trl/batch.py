@@ -10,7 +10,7 @@ Pure torch: no transformers or TRL imports.
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -110,13 +110,17 @@ class NoisePlan:
     settings: SymNoiseSettings
     layout: str
     lengths: torch.Tensor  # (B, L) or (1, T): L_n per token, 0 = no noise
-    seed: int
+    seed: torch.Tensor  # 0-d int64 on the CPU: the op's seed
     half: str = "both"
+    # Derived here, outside any compiled region; `apply` reads these and never `half`. NOTE: the two passes of the
+    # two-pass mode differ only in the sign of the scale (x - s*eps is x + (-s)*eps, exactly), held in a tensor, so
+    # one compiled graph serves both: a `half` string read in the forward recompiled it for each (8 graphs vs 6).
+    doubled: bool = field(init=False)  # the model runs on the doubled batch: both SymNoise copies in one pass
+    scale_sign: torch.Tensor = field(init=False)  # 0-d fp32 on the CPU: -1 for the minus pass, else +1
 
-    @property
-    def doubled(self) -> bool:
-        """Whether the model runs on the doubled batch: both SymNoise copies in one pass."""
-        return self.half == "both" and self.settings.symmetric
+    def __post_init__(self):
+        object.__setattr__(self, "doubled", self.half == "both" and self.settings.symmetric)
+        object.__setattr__(self, "scale_sign", torch.tensor(-1.0 if self.half == "minus" else 1.0))
 
     def apply(self, embeds: torch.Tensor) -> torch.Tensor:
         batch, tokens = self.lengths.shape
@@ -132,8 +136,9 @@ class NoisePlan:
         scale = noise_scale(self.lengths.to(embeds.device), settings.alpha, embeds.shape[-1])
         if not settings.symmetric:
             return one_sided_noise(embeds, scale, self.seed, settings.distribution, settings.backend)
-        if not self.doubled:
-            return symnoise(embeds, scale, self.seed, half=self.half, backend=settings.backend, check_scale=False)
+        if not self.doubled:  # one pass of the two-pass mode: the op's plus half with a signed scale
+            signed = scale * self.scale_sign
+            return symnoise(embeds, signed, self.seed, half="plus", backend=settings.backend, check_scale=False)
         x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
         # noise_scale's values are finite and >= 0 by construction: no check, which would sync with the device
         noisy = symnoise(x, scale, self.seed, backend=settings.backend, check_scale=False)  # (2, *x.shape)

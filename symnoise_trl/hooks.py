@@ -5,6 +5,7 @@ hook does nothing until `symnoise_forward` arms it with a batch's plan, so gener
 forward of the model see plain embeddings.
 """
 
+import itertools
 from contextlib import contextmanager
 
 import torch
@@ -14,17 +15,29 @@ from .kernels.reference import check_seed
 from .kernels.symnoise_op import HALVES
 from .settings import SymNoiseSettings
 
+# The plan of each armed hook, by the hook's key. NOTE: kept outside the hook on purpose. torch.compile gives static
+# shapes to tensors it reaches through an nn.Module, and the hook sits in the embeddings' `_forward_hooks`: a plan on
+# the hook recompiled the forward for every new sequence length (12 graphs in 12 steps, against SFT's 6); read from a
+# module global, its tensors get dynamic shapes like the batch's own.
+_ARMED_PLANS: dict[int, NoisePlan] = {}
+_hook_keys = itertools.count()
+
 
 class SymNoiseHook:
     """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output."""
 
     def __init__(self, settings: SymNoiseSettings):
         self.settings = settings
-        self.plan: NoisePlan | None = None
+        self.key = next(_hook_keys)
         self.handle = None
 
+    @property
+    def plan(self) -> NoisePlan | None:
+        return _ARMED_PLANS.get(self.key)
+
     def __call__(self, module, args, output):
-        return output if self.plan is None else self.plan.apply(output)
+        plan = self.plan
+        return output if plan is None else plan.apply(output)
 
     @classmethod
     def attach(cls, model, settings: SymNoiseSettings, accelerator=None) -> "SymNoiseHook":
@@ -109,9 +122,12 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     layout = batch_layout(batch)
     lengths = token_lengths(batch, layout, hook.settings.length)
+    # The seed as a CPU tensor made here, outside any compiled region: torch.compile of the forward sees an input,
+    # not a new constant each step (see the op's `seed`).
+    seed = torch.tensor(seed, dtype=torch.int64)
     plan = NoisePlan(settings=hook.settings, layout=layout, lengths=lengths, seed=seed, half=half)
-    hook.plan = plan
+    _ARMED_PLANS[hook.key] = plan
     try:
         yield double_batch(batch, layout) if plan.doubled else batch
     finally:
-        hook.plan = None
+        del _ARMED_PLANS[hook.key]

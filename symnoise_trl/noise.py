@@ -26,13 +26,15 @@ _UNIT_NOISE = {"uniform": _unit_uniform, "gaussian": _unit_gaussian}
 ONE_SIDED = ("rademacher", *_UNIT_NOISE)
 
 
-def one_sided_noise(x: torch.Tensor, scale: torch.Tensor, seed: int, distribution: str, backend: str = "auto"):
+def one_sided_noise(
+    x: torch.Tensor, scale: torch.Tensor, seed: int | torch.Tensor, distribution: str, backend: str = "auto"
+):
     """x + noise of `distribution` (one of ONE_SIDED) with per-row RMS `scale` (shape x.shape[:-1]); rows with
     scale 0 unchanged."""
     if distribution not in ONE_SIDED:
         raise ValueError(f"distribution must be one of {ONE_SIDED}, got {distribution!r}")
     if distribution == "rademacher":
         return symnoise(x, scale, seed, half="plus", backend=backend, check_scale=False)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = torch.Generator(device=x.device).manual_seed(int(seed))
     unit = _UNIT_NOISE[distribution](x.shape, generator, x.device)
     return (x.float() + unit * scale[..., None]).to(x.dtype)

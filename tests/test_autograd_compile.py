@@ -46,8 +46,9 @@ def test_no_gradient_flows_to_scale():
 
 def test_torch_library_opcheck():
     x = torch.randn(3, 140, requires_grad=True)
-    for args in [(x, None, 0.3, 5, "both", "torch", True), (x, torch.rand(3), 0.0, 5, "minus", "torch", True),
-                 (x, torch.rand(3), 0.0, 5, "plus", "torch", False)]:  # fmt: skip
+    seed = torch.tensor(5)
+    for args in [(x, None, 0.3, seed, "both", "torch", True), (x, torch.rand(3), 0.0, seed, "minus", "torch", True),
+                 (x, -torch.rand(3), 0.0, seed, "plus", "torch", False)]:  # fmt: skip
         torch.library.opcheck(_symnoise_op, args)
 
 

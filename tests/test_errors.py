@@ -52,11 +52,18 @@ def test_bad_scale(scale, error, match):
 
 @pytest.mark.parametrize(
     "seed, error",
-    [(-1, ValueError), (2**63, ValueError), (1.0, TypeError), (True, TypeError), (torch.tensor(3), TypeError)],
-)
+    [(-1, ValueError), (2**63, ValueError), (1.0, TypeError), (True, TypeError), (torch.tensor(3.0), TypeError),
+     (torch.tensor(3, dtype=torch.int32), TypeError), (torch.tensor([3, 4]), TypeError),
+     (torch.tensor(-3), ValueError)],  # a tensor's value is checked inside the op
+)  # fmt: skip
 def test_bad_seed(seed, error):
     with pytest.raises(error, match=r"seed must be .*\[0, 2\*\*63\)"):
         symnoise(X, 0.1, seed)
+
+
+def test_seed_tensor_gives_the_int_seed_noise():
+    for seed in (0, 7, 2**63 - 1):
+        assert torch.equal(symnoise(X, 0.1, torch.tensor(seed)), symnoise(X, 0.1, seed))
 
 
 def test_unknown_half_and_backend():

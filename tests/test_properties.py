@@ -66,3 +66,17 @@ def test_no_correlation_between_neighbouring_lanes_and_bits():
 
 def test_no_correlation_between_seeds():
     _within_5_sigma(rademacher(1024, 1024, 7).to(torch.int32) * rademacher(1024, 1024, 8).to(torch.int32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_unchecked_negative_scale_is_the_minus_half(backend, dtype):
+    # The two-pass mode's minus pass: the plus half with -s, bit for bit the minus half (scale-0 rows included).
+    x = torch.randn(9, 300).to(dtype)
+    x[2] = -0.0
+    scale = torch.rand(9)
+    scale[2] = scale[5] = 0.0
+    minus = symnoise(x, scale, 31, half="minus", backend=backend)
+    signed = symnoise(x, -scale, 31, half="plus", backend=backend, check_scale=False)
+    assert torch.equal(signed.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                       minus.view(torch.int16 if dtype == torch.bfloat16 else torch.int32))  # fmt: skip

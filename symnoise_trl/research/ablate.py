@@ -53,10 +53,13 @@ def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_p
     train_loss = next(h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h)
     metrics = evaluate(model_dir, eval_prompts, output_dir=model_dir / "eval", limit=eval_limit,
                        max_new_tokens=max_new_tokens)  # fmt: skip
-    base = trainer.model.config.name_or_path
-    base = Path(base).name if Path(base).exists() else base  # a local folder: its name, not the machine's path
-    return {**metrics, "model": base, "setting": name, "seed": seed, "train_loss": train_loss,
-            "train_seconds": seconds}  # fmt: skip
+    return {**metrics, "model": _shown(trainer.model.config.name_or_path), "setting": name, "seed": seed,
+            "train_loss": train_loss, "train_seconds": seconds}  # fmt: skip
+
+
+def _shown(argument: str) -> str:
+    """An argument as the report shows it: a local file or folder by its name, not the machine's path."""
+    return Path(argument).name if Path(argument).exists() else argument
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -88,7 +91,7 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
         "# Noise ablation",
         "",
         f"Base model: `{runs[0]['model']}`, trained per setting with the same steps and sequences per step, seeds"
-        f" {', '.join(map(str, seeds))}; extra arguments: `{' '.join(extra) or 'none'}`. Evaluated on"
+        f" {', '.join(map(str, seeds))}; extra arguments: `{' '.join(map(_shown, extra)) or 'none'}`. Evaluated on"
         f" {runs[0]['n_prompts']} held-out prompts (greedy). Each cell is the mean ± the sample standard deviation"
         " over the seeds. exact_match and heldout_loss need reference completions.",
         "",
