@@ -52,11 +52,12 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def sign_bytes(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
-    """int64 (n_rows, 16 * chunks): the stream's random bytes; bit k of byte i of a row is the sign of column 8 i + k
-    (1 = +1). Bit b of word q of chunk c is bit (b & 7) of byte 16 c + 4 q + (b >> 3)."""
+def sign_bytes(n_rows: int, dim: int, seed: int, device=None, first_row: int = 0) -> torch.Tensor:
+    """int64 (n_rows, 16 * chunks): the random bytes of stream rows first_row, first_row + 1, ...; bit k of byte i
+    of a row is the sign of column 8 i + k (1 = +1). Bit b of word q of chunk c is bit (b & 7) of byte 16 c + 4 q +
+    (b >> 3)."""
     n_chunks = -(-dim // CHUNK)
-    rows = torch.arange(n_rows, device=device, dtype=torch.int64)[:, None]
+    rows = torch.arange(first_row, first_row + n_rows, device=device, dtype=torch.int64)[:, None]
     chunks = torch.arange(n_chunks, device=device, dtype=torch.int64)[None, :]
     zero = torch.zeros((), device=device, dtype=torch.int64)
     words = philox4x32(
@@ -109,14 +110,19 @@ def store_rounding(v: torch.Tensor, dtype: torch.dtype, may_have_nan: bool = Tru
     return out
 
 
-def symnoise_reference(x2d: torch.Tensor, scale: torch.Tensor, seed: int, half: str) -> torch.Tensor:
-    """The op on a contiguous (N, d) tensor with an fp32 (N,) scale: (2, N, d) for "both", else (N, d).
+def symnoise_reference(
+    x2d: torch.Tensor, scale: torch.Tensor, seed: int, half: str, first_row: int = 0
+) -> torch.Tensor:
+    """The op on a contiguous (N, d) tensor with an fp32 (N,) scale: (2, N, d) for "both", else (N, d). The rows are
+    rows first_row, first_row + 1, ... of the stream (a slice of a larger input).
 
     fp32 arithmetic: y = x + s * eps, where s * eps is exact (a sign flip), so every backend rounds the
     same single addition. Rows with s == 0 return x itself (bit for bit, -0.0 included).
     """
     n_rows, dim = x2d.shape
-    noise = rademacher_signs(n_rows, dim, seed, x2d.device) * scale[:, None]  # fp32 +-s, exact
+    table = (bits_of_bytes(x2d.device) * 2 - 1).to(torch.int8)
+    signs = signs_from_bytes(sign_bytes(n_rows, dim, seed, x2d.device, first_row), dim, table)
+    noise = signs * scale[:, None]  # fp32 +-s, exact
     xf = x2d.float()
     halves = [h for h in ("plus", "minus") if half in ("both", h)]
     out = torch.empty((len(halves), n_rows, dim), dtype=torch.float32, device=x2d.device)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from symnoise_trl.kernels import philox4x32, rademacher
-from symnoise_trl.kernels.reference import store_rounding
+from symnoise_trl.kernels.reference import store_rounding, symnoise_reference
 
 # Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key, expected output).
 KNOWN_ANSWERS = [
@@ -98,3 +98,11 @@ def test_rademacher_rejects_bad_arguments(kwargs, match):
 def test_rademacher_rejects_non_int_seed():
     with pytest.raises(TypeError, match="seed"):
         rademacher(2, 4, 1.0)
+
+
+def test_reference_of_a_row_slice_names_its_first_row():
+    x, scale = torch.randn(40, 300), torch.rand(40)
+    whole = symnoise_reference(x, scale, 77, "both")
+    for start in (0, 13, 38):
+        part = symnoise_reference(x[start : start + 2], scale[start : start + 2], 77, "both", first_row=start)
+        assert torch.equal(part, whole[:, start : start + 2])
