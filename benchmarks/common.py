@@ -1,6 +1,7 @@
 """Small helpers shared by the benchmark scripts: the device's name and the result folder. Tables and plots come from
 `symnoise_trl.research.report`, so the benchmarks and the ablation report the same way."""
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -9,7 +10,8 @@ import torch
 
 from symnoise_trl.research import report
 
-RESULTS = Path(__file__).parent / "results"
+# SYMNOISE_RESULTS sends a run's files elsewhere (scripts/gpu_check.sh: benchmarks/results/gpu_<device>/).
+RESULTS = Path(os.environ.get("SYMNOISE_RESULTS", Path(__file__).parent / "results"))
 
 
 def device_name() -> str:
@@ -24,5 +26,6 @@ def device_name() -> str:
 
 
 def write_csv(name: str, rows: list[dict]) -> Path:
-    """benchmarks/results/<name>."""
+    """benchmarks/results/<name> (or $SYMNOISE_RESULTS/<name>)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
     return report.write_csv(RESULTS / name, rows)
