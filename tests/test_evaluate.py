@@ -110,3 +110,23 @@ def test_the_command_writes_into_the_model_folder_by_default(tmp_path, capsys):
 
 def test_default_output_dir_of_a_hub_model():
     assert default_output_dir("org/some-model") == Path("eval") / "org__some-model"
+
+
+def test_a_lora_adapter_folder_is_evaluated_with_its_adapter(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # not zero
+    adapted = get_peft_model(base, lora)
+    adapted.save_pretrained(tmp_path / "adapter")  # adapter_config.json + weights, as symnoise-sft --use_peft saves
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    adapted.merge_and_unload().save_pretrained(tmp_path / "merged")
+    tokenizer.save_pretrained(tmp_path / "merged")
+    with_adapter = evaluate(tmp_path / "adapter", limit=8, max_new_tokens=4)
+    merged = evaluate(tmp_path / "merged", limit=8, max_new_tokens=4)
+    plain = evaluate(tiny_model_path(), limit=8, max_new_tokens=4)
+    assert with_adapter["heldout_loss"] == pytest.approx(merged["heldout_loss"], rel=1e-5)
+    assert with_adapter["heldout_loss"] != pytest.approx(plain["heldout_loss"], rel=1e-3)  # the adapter was applied
