@@ -64,26 +64,35 @@ def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **config) -> 
         return LlamaForCausalLM(config)
 
 
-def tiny_model_path() -> Path:
-    """The folder of the cached tiny model and tokenizer, built on first use (a few seconds)."""
-    path = cache_dir() / VERSION
+def built_once(path: Path, build) -> Path:
+    """The folder `path`, made on first use by `build(folder)` into a staging folder that then takes its name: a
+    concurrent builder either wins or finds the folder complete, and a failed build leaves nothing behind."""
     if (path / "config.json").exists():
         return path
-    texts = []
-    with open(DATA_DIR / "train.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            texts.append(row["prompt"] + row["completion"])
-    tokenizer = build_tokenizer(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{VERSION}-"))
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
     try:
-        build_model(tokenizer).save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, path)  # atomic: a concurrent builder either wins or finds the folder complete
+        build(staging)
+        os.replace(staging, path)
     except OSError:
         if not (path / "config.json").exists():
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def tiny_model_path() -> Path:
+    """The folder of the cached tiny model and tokenizer, built on first use (a few seconds)."""
+
+    def build(folder: Path) -> None:
+        texts = []
+        with open(DATA_DIR / "train.jsonl") as f:
+            for line in f:
+                row = json.loads(line)
+                texts.append(row["prompt"] + row["completion"])
+        tokenizer = build_tokenizer(texts)
+        build_model(tokenizer).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return built_once(cache_dir() / VERSION, build)

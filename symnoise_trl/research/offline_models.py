@@ -10,13 +10,10 @@ the hub model slightly degraded by the 4-bit round trip. With hub access, use `H
 
 import argparse
 import importlib.util
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..quickstart.tiny_model import cache_dir
+from ..quickstart.tiny_model import built_once, cache_dir
 
 
 @dataclass(frozen=True)
@@ -85,17 +82,7 @@ def offline_model_path(name: str = "smollm2-135m-instruct") -> Path:
     if (path / "config.json").exists():
         return path
     gguf = _gguf_path(MODELS[name])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
-    try:
-        convert(gguf, staging)
-        os.replace(staging, path)  # atomic: a concurrent builder either wins or finds the folder complete
-    except OSError:
-        if not (path / "config.json").exists():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return built_once(path, lambda folder: convert(gguf, folder))
 
 
 def main(argv=None) -> None:
