@@ -64,7 +64,8 @@ def sign_bytes(n_rows: int, dim: int, seed: int, device=None, first_row: int = 0
         rows.expand(n_rows, n_chunks), chunks.expand(n_rows, n_chunks), zero, zero, seed & MASK32, seed >> 32
     )
     words = torch.stack(words, dim=-1)  # (N, C, 4), uint32 values in int64
-    return ((words[..., None] >> torch.tensor([0, 8, 16, 24], device=device)) & 0xFF).reshape(n_rows, 16 * n_chunks)
+    shifts = torch.arange(0, 32, 8, device=device)  # made on the device: a host tensor's copy would sync
+    return ((words[..., None] >> shifts) & 0xFF).reshape(n_rows, 16 * n_chunks)
 
 
 def bits_of_bytes(device=None) -> torch.Tensor:

@@ -45,7 +45,12 @@ def _check_scale_values(scale: torch.Tensor) -> None:
         raise ValueError("scale must be finite and >= 0 on every row")
 
 
-@torch.library.custom_op("symnoise_trl::symnoise", mutates_args=())
+# NOTE: cudagraph_unsafe: the op reads its seed on the host at each call, so a captured CUDA graph would replay the
+# seed of the capture (the same noise every step); Inductor leaves tagged ops out of its CUDA graphs.
+_TAGS = (torch.Tag.cudagraph_unsafe,) if hasattr(torch.Tag, "cudagraph_unsafe") else ()
+
+
+@torch.library.custom_op("symnoise_trl::symnoise", mutates_args=(), tags=_TAGS)
 def _symnoise_op(
     x: torch.Tensor,
     scale: torch.Tensor | None,
@@ -130,7 +135,7 @@ def _seed_arg(seed) -> torch.Tensor:
                 f"{seed.dtype} tensor of shape {tuple(seed.shape)} on {seed.device}"
             )
         return seed.reshape(())
-    return torch.tensor(check_seed(seed), dtype=torch.int64)
+    return torch.tensor(check_seed(seed), dtype=torch.int64, device="cpu")
 
 
 def _resolve_backend(backend: str, x: torch.Tensor) -> str:

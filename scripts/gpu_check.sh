@@ -3,13 +3,15 @@
 #   bash scripts/gpu_check.sh [--wheels DIR] [--quick] [--only PHASES] [--site DIR]
 # Phases, in order (default: all): install, tests, kernel, train_step, qlora, summary.
 #   install     this project without dependencies, and the wheels in --wheels DIR (scripts/wheelhouse.sh DIR makes
-#               them), into --site DIR (default: a new temporary folder) on PYTHONPATH: the machine's own torch,
-#               Triton, transformers, peft, accelerate stay as they are
+#               them), into --site DIR (default: a new temporary folder) first on PYTHONPATH: the machine's own
+#               torch, Triton, peft and accelerate stay in use (transformers too, unless the wheels bring one)
 #   tests       pytest -m gpu: the compiled kernel and GPU training (tests/test_gpu.py)
 #   kernel      benchmarks/kernel.py        train_step  benchmarks/train_step.py
 #   qlora       benchmarks/qlora_memory.py  summary     benchmarks/gpu_summary.py: each figure against its target
-# Writes benchmarks/results/gpu_<device>/ (CSV, PNG, logs, summary.md). Exits non-zero when a GPU test fails;
-# the performance targets are reported, not asserted. PYTHON picks the interpreter (default python3).
+# Writes benchmarks/results/gpu_<device>/ (CSV, PNG, logs, summary.md). Exits non-zero when a GPU test fails or a
+# benchmark crashes (the later phases and the summary still run); the performance targets are reported, not
+# asserted. PYTHON picks the interpreter (default python3, >= 3.11). Without the install phase, --site names the
+# folder an earlier run installed into.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASES="install,tests,kernel,train_step,qlora,summary"
@@ -42,6 +44,9 @@ if [ -n "$wheels" ]; then
 fi
 PY=${PYTHON:-python3}
 run_phase() { [[ ",$only," == *",$1,"* ]]; }
+if ! run_phase install && [ -z "$site" ]; then
+    fail "--only without install needs --site DIR, the folder an earlier install phase used"
+fi
 
 if [ "$only" != "install" ]; then
     if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
@@ -57,7 +62,9 @@ if run_phase install; then
     if [ -n "$wheels" ]; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$wheels"/*.whl
     fi
-    # No build isolation: the machine's setuptools builds the project (an isolated build would download one).
+    # No build isolation: the site's or the machine's setuptools builds the project (an isolated build would
+    # download one); a stale build/ from an earlier build could carry deleted modules along.
+    rm -rf build
     "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target "$site" .
     echo "gpu_check: installed symnoise-trl${wheels:+ and $(ls "$wheels"/*.whl | wc -l) wheels} into $site"
 fi
@@ -67,16 +74,26 @@ device=$("$PY" -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "_", torch.cuda
 results=benchmarks/results/gpu_$device
 mkdir -p "$results"
 export SYMNOISE_RESULTS="$results"
-status=0
-if run_phase tests; then
-    # -P: not the source folder on sys.path but the installed package (its kernels/ is mapped into it)
+failed=()
+logged() {  # logged NAME COMMAND...: run it into $results/NAME.log; a failure is noted, and the check goes on
+    local name=$1 rc
+    shift
     set +e
-    "$PY" -P -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$results/tests.log"
-    status=${PIPESTATUS[0]}
+    "$@" 2>&1 | tee "$results/$name.log"
+    rc=${PIPESTATUS[0]}
     set -e
-fi
-if run_phase kernel; then "$PY" benchmarks/kernel.py $quick 2>&1 | tee "$results/kernel.log"; fi
-if run_phase train_step; then "$PY" benchmarks/train_step.py --models 100m 2>&1 | tee "$results/train_step.log"; fi
-if run_phase qlora; then "$PY" benchmarks/qlora_memory.py 2>&1 | tee "$results/qlora.log"; fi
+    if [ "$rc" -ne 0 ]; then
+        echo "gpu_check: $name failed (exit $rc); see $results/$name.log" >&2
+        failed+=("$name")
+    fi
+}
+# -P: not the source folder on sys.path but the installed package (its kernels/ is mapped into it)
+if run_phase tests; then logged tests "$PY" -P -m pytest -m gpu -q -p no:cacheprovider tests; fi
+if run_phase kernel; then logged kernel "$PY" benchmarks/kernel.py $quick; fi
+if run_phase train_step; then logged train_step "$PY" benchmarks/train_step.py --models 100m; fi
+if run_phase qlora; then logged qlora "$PY" benchmarks/qlora_memory.py; fi
 if run_phase summary; then "$PY" benchmarks/gpu_summary.py "$results"; fi
-exit "$status"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "gpu_check: failed: ${failed[*]}" >&2
+    exit 1
+fi

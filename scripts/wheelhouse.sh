@@ -3,7 +3,9 @@
 #   bash scripts/wheelhouse.sh DIR
 # For CPython 3.12 on x86-64 manylinux, at the versions this project is tested with (read from .venv when it exists,
 # else the defaults below). torch and triton are not included: the CUDA machine brings its own builds, nor is what
-# a CUDA image already holds (numpy, pandas, pyarrow, accelerate, peft, ...). About 60 MB; the script prints the size.
+# a CUDA image already holds (numpy, pandas, pyarrow, accelerate, peft, tokenizers, ...). setuptools comes along: the
+# project is built there without build isolation, and its metadata needs setuptools >= 77. About 57 MB; the script
+# prints the size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -ne 1 ] || [[ "$1" == -* ]]; then
@@ -24,6 +26,7 @@ packages=(
     "dill==$(version dill 0.4.1)"
     "multiprocess==$(version multiprocess 0.70.19)"
     "bitsandbytes==$(version bitsandbytes 0.50.2)"
+    "setuptools==$(version setuptools 84.2.1)"
 )
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do

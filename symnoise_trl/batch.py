@@ -120,7 +120,7 @@ class NoisePlan:
 
     def __post_init__(self):
         object.__setattr__(self, "doubled", self.half == "both" and self.settings.symmetric)
-        object.__setattr__(self, "scale_sign", torch.tensor(-1.0 if self.half == "minus" else 1.0))
+        object.__setattr__(self, "scale_sign", torch.tensor(-1.0 if self.half == "minus" else 1.0, device="cpu"))
 
     def apply(self, embeds: torch.Tensor) -> torch.Tensor:
         batch, tokens = self.lengths.shape

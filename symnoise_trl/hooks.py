@@ -5,6 +5,7 @@ hook does nothing until `symnoise_forward` arms it with a batch's plan, so gener
 forward of the model see plain embeddings.
 """
 
+import copy
 import itertools
 from contextlib import contextmanager
 
@@ -30,6 +31,13 @@ class SymNoiseHook:
         self.settings = settings
         self.key = next(_hook_keys)
         self.handle = None
+
+    def __deepcopy__(self, memo):
+        # A copied model (a reference or EMA copy) gets a hook of its own, armed separately from this one.
+        copied = type(self)(self.settings)
+        memo[id(self)] = copied
+        copied.handle = copy.deepcopy(self.handle, memo)
+        return copied
 
     @property
     def plan(self) -> NoisePlan | None:
@@ -124,7 +132,7 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
     lengths = token_lengths(batch, layout, hook.settings.length)
     # The seed as a CPU tensor made here, outside any compiled region: torch.compile of the forward sees an input,
     # not a new constant each step (see the op's `seed`).
-    seed = torch.tensor(seed, dtype=torch.int64)
+    seed = torch.tensor(seed, dtype=torch.int64, device="cpu")
     plan = NoisePlan(settings=hook.settings, layout=layout, lengths=lengths, seed=seed, half=half)
     _ARMED_PLANS[hook.key] = plan
     try:

@@ -20,7 +20,7 @@ from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, hooks
 from symnoise_trl.batch import NoisePlan, noise_scale
 from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels.reference import symnoise_reference
-from symnoise_trl.kernels.symnoise_op import triton_runs_on
+from symnoise_trl.kernels.symnoise_op import _triton_interpreting, triton_runs_on
 from symnoise_trl.kernels.symnoise_triton import symnoise_triton
 
 import tiny
@@ -31,6 +31,10 @@ pytestmark = [
     pytest.mark.skipif(
         (DEVICE.type == "cuda" and not torch.cuda.is_available()) or not triton_runs_on(DEVICE),
         reason="needs a CUDA GPU with Triton: run `bash scripts/gpu_check.sh` there (or `pytest -m gpu`)",
+    ),
+    pytest.mark.skipif(
+        DEVICE.type == "cuda" and _triton_interpreting(),
+        reason="this run interprets Triton; `pytest -m gpu` runs the compiled kernel (see conftest.py)",
     ),
 ]
 ON_GPU = DEVICE.type == "cuda" and torch.cuda.is_available()
@@ -111,7 +115,8 @@ def test_torch_compile_fullgraph_with_inductor_on_gpu():
     x = torch.randn(2, 6, 160, device=DEVICE, requires_grad=True)
     scale = torch.rand(2, 6, device=DEVICE)
     compiled = torch.compile(noisy_sum, fullgraph=True, backend="inductor" if ON_GPU else "eager")
-    for seed in (1234, 99):  # a seed tensor: a new value runs the same graph
+
+    def check(seed):
         eager_out = noisy_sum(x, scale, torch.tensor(seed))
         (eager_grad,) = torch.autograd.grad(eager_out.sum(), x)
         compiled_out = compiled(x, scale, torch.tensor(seed))
@@ -119,17 +124,23 @@ def test_torch_compile_fullgraph_with_inductor_on_gpu():
         torch.testing.assert_close(compiled_out, eager_out)
         torch.testing.assert_close(compiled_grad, eager_grad)
 
+    check(1234)
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a seed tensor: a new value runs the same graph
+        check(99)
+
 
 @pytest.mark.skipif(not ON_GPU, reason="CUDA's sync debug mode")
 def test_training_path_op_call_does_not_sync():
     x = torch.randn(8, 64, 576, dtype=torch.bfloat16, device=DEVICE)
     lengths = torch.randint(0, 64, (8, 64), device=DEVICE).float()
     scale = noise_scale(lengths, 5.0, 576)
+    seed = torch.tensor(SEED)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        symnoise(x, scale, torch.tensor(SEED), check_scale=False)
-        symnoise(x, -scale, torch.tensor(SEED), half="plus", check_scale=False)
+        for backend in ("triton", "torch"):  # the torch backend too: its fix-ups read nothing back on a GPU
+            symnoise(x, scale, seed, check_scale=False, backend=backend)
+            symnoise(x, -scale, seed, half="plus", check_scale=False, backend=backend)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

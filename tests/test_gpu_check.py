@@ -38,6 +38,7 @@ def test_without_cuda_it_refuses_in_one_line():
         (["--wheels"], "--wheels needs a folder"),
         (["--wheels", "no/such/folder"], "--wheels no/such/folder is not a folder"),
         (["--only", "tests,bench"], "unknown phase 'bench' in --only"),
+        (["--only", "tests"], "--only without install needs --site DIR"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, message):

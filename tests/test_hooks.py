@@ -99,3 +99,20 @@ def test_vision_language_processors_are_refused(tmp_path):
 def test_custom_loop_example_runs():
     losses = runpy.run_path(str(EXAMPLE))["main"](["--steps", "3"])
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_a_deep_copied_model_has_a_hook_of_its_own():
+    import copy
+
+    model = tiny.model()
+    activate_symnoise(model, alpha=5.0)
+    twin = copy.deepcopy(model)  # e.g. a reference or EMA copy made while SymNoise is active
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    with symnoise_forward(model, batch, seed=3) as doubled:
+        noisy = model.get_input_embeddings()(doubled["input_ids"])
+        twin_out = twin.get_input_embeddings()(doubled["input_ids"])
+    assert not torch.equal(noisy, model.get_input_embeddings().weight[doubled["input_ids"]])
+    assert torch.equal(twin_out, twin.get_input_embeddings().weight[doubled["input_ids"]])  # not armed by the original
+    with symnoise_forward(twin, batch, seed=3) as doubled:  # armed on its own, it draws the same noise
+        assert torch.equal(twin.get_input_embeddings()(doubled["input_ids"]), noisy)
+    assert deactivate_symnoise(twin) and deactivate_symnoise(model)
