@@ -80,10 +80,11 @@ def signs_from_bytes(byte_values: torch.Tensor, dim: int, table: torch.Tensor) -
     return table[byte_values.reshape(-1)].reshape(byte_values.shape[0], 8 * byte_values.shape[1])[:, :dim]
 
 
-def rademacher_signs(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
-    """int8 (n_rows, dim) of +-1: eps(n, j) of docs/noise-stream.md, section 1 (no argument checks)."""
+def rademacher_signs(n_rows: int, dim: int, seed: int, device=None, first_row: int = 0) -> torch.Tensor:
+    """int8 (n_rows, dim) of +-1: eps(n, j) of docs/noise-stream.md, section 1, for rows first_row, first_row + 1,
+    ... (no argument checks)."""
     table = (bits_of_bytes(device) * 2 - 1).to(torch.int8)
-    return signs_from_bytes(sign_bytes(n_rows, dim, seed, device), dim, table)
+    return signs_from_bytes(sign_bytes(n_rows, dim, seed, device, first_row), dim, table)
 
 
 def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
@@ -98,7 +99,7 @@ def rademacher(n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
 
 # The one NaN pattern the op writes per dtype (NaN bits otherwise differ between GPU and CPU arithmetic).
 CANONICAL_NAN_BITS = {torch.float32: 0x7FC00000, torch.float16: 0x7E00, torch.bfloat16: 0x7FC0}
-_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def store_rounding(v: torch.Tensor, dtype: torch.dtype, may_have_nan: bool = True) -> torch.Tensor:
@@ -107,7 +108,7 @@ def store_rounding(v: torch.Tensor, dtype: torch.dtype, may_have_nan: bool = Tru
     if may_have_nan:
         nan = torch.isnan(v)
         if nan.any():
-            out.view(_INT_VIEW[dtype])[nan] = CANONICAL_NAN_BITS[dtype]
+            out.view(INT_VIEW[dtype])[nan] = CANONICAL_NAN_BITS[dtype]
     return out
 
 
@@ -121,9 +122,7 @@ def symnoise_reference(
     same single addition. Rows with s == 0 return x itself (bit for bit, -0.0 included).
     """
     n_rows, dim = x2d.shape
-    table = (bits_of_bytes(x2d.device) * 2 - 1).to(torch.int8)
-    signs = signs_from_bytes(sign_bytes(n_rows, dim, seed, x2d.device, first_row), dim, table)
-    noise = signs * scale[:, None]  # fp32 +-s, exact
+    noise = rademacher_signs(n_rows, dim, seed, x2d.device, first_row) * scale[:, None]  # fp32 +-s, exact
     xf = x2d.float()
     halves = [h for h in ("plus", "minus") if half in ("both", h)]
     out = torch.empty((len(halves), n_rows, dim), dtype=torch.float32, device=x2d.device)

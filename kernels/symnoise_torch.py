@@ -13,12 +13,11 @@ bit (docs/noise-stream.md), and differs in how:
 
 import torch
 
-from .reference import CANONICAL_NAN_BITS, bits_of_bytes, sign_bytes, signs_from_bytes
+from .reference import CANONICAL_NAN_BITS, INT_VIEW, bits_of_bytes, sign_bytes, signs_from_bytes
 
 # NOTE: 2**17 fp32 elements (512 KiB) per block. At 2048 x 4096 on 2 CPU threads this op took 75 ms (bf16) and
 # 84 ms (fp32) against 157 and 111 ms for the whole tensor at once, and 197 / 365 ms for eager Algorithm 2.
 BLOCK_ELEMENTS = 1 << 17
-_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def symnoise_torch(
@@ -76,5 +75,5 @@ def _canonical_nan(out: torch.Tensor, x2d: torch.Tensor, host_reads: bool) -> No
     output is NaN only where x is, so a CPU checks x first."""
     if host_reads and not bool(torch.isnan(x2d).any()):
         return
-    bits = out.view(_INT_VIEW[out.dtype])
+    bits = out.view(INT_VIEW[out.dtype])
     bits.masked_fill_(torch.isnan(out), CANONICAL_NAN_BITS[out.dtype])

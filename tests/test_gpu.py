@@ -13,7 +13,7 @@ import os
 import pytest
 import torch
 from peft import LoraConfig
-from test_kernel import DIMS, DTYPES, ROWS, SEED, assert_bit_equal, row_scales
+from test_kernel import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, hooks
@@ -40,11 +40,6 @@ pytestmark = [
 ON_GPU = DEVICE.type == "cuda" and torch.cuda.is_available()
 
 
-def special_values(x: torch.Tensor) -> torch.Tensor:
-    x[0, : min(x.shape[1], 3)] = torch.tensor([-0.0, float("nan"), float("-inf")])[: min(x.shape[1], 3)].to(x.dtype)
-    return x
-
-
 # The kernel: compiled on CUDA tensors, against the reference on the CPU and the torch backend on the GPU.
 
 
@@ -52,17 +47,15 @@ def special_values(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("half", ["both", "plus", "minus"])
 @pytest.mark.parametrize("per_row", [False, True], ids=["scalar_scale", "row_scale"])
 def test_compiled_kernel_equals_the_reference_on_cpu_and_gpu(dtype, half, per_row):
-    gen = torch.Generator().manual_seed(0)
-    for dim in DIMS:
-        for n_rows in ROWS:
-            x = special_values(torch.randn(n_rows, dim, generator=gen).to(dtype))
-            rows = row_scales(n_rows) if per_row else torch.full((n_rows,), 0.37)
-            scale = rows.to(DEVICE) if per_row else 0.37
-            got = symnoise(x.to(DEVICE), scale, SEED, half=half, backend="triton")
-            on_gpu = symnoise(x.to(DEVICE), scale, SEED, half=half, backend="torch")
-            assert got.device == DEVICE
-            assert_bit_equal(got.cpu(), symnoise_reference(x, rows, SEED, half))
-            assert_bit_equal(got.cpu(), on_gpu.cpu())
+    for x in matrix_inputs(dtype):
+        n_rows = x.shape[0]
+        rows = row_scales(n_rows) if per_row else torch.full((n_rows,), 0.37)
+        scale = rows.to(DEVICE) if per_row else 0.37
+        got = symnoise(x.to(DEVICE), scale, SEED, half=half, backend="triton")
+        on_gpu = symnoise(x.to(DEVICE), scale, SEED, half=half, backend="torch")
+        assert got.device == DEVICE
+        assert_bit_equal(got.cpu(), symnoise_reference(x, rows, SEED, half))
+        assert_bit_equal(got.cpu(), on_gpu.cpu())
 
 
 @pytest.mark.parametrize("config", [(1, 1, 1), (16, 2, 4)])

@@ -23,6 +23,17 @@ def assert_bit_equal(a: torch.Tensor, b: torch.Tensor):
     assert torch.equal(bits(a), bits(b))
 
 
+def matrix_inputs(dtype: torch.dtype, seed: int = 0):
+    """The kernel tests' inputs: an (n_rows, dim) x for every dim in DIMS and n_rows in ROWS, its first row starting
+    with -0.0, NaN and -inf."""
+    gen = torch.Generator().manual_seed(seed)
+    for dim in DIMS:
+        for n_rows in ROWS:
+            x = torch.randn(n_rows, dim, generator=gen).to(dtype)
+            x[0, : min(dim, 3)] = torch.tensor([-0.0, float("nan"), float("-inf")])[: min(dim, 3)].to(dtype)
+            yield x
+
+
 def row_scales(n_rows: int) -> torch.Tensor:
     scale = torch.rand(n_rows, generator=torch.Generator().manual_seed(n_rows)) * 0.5
     scale[::3] = 0.0  # padding rows
@@ -33,16 +44,12 @@ def row_scales(n_rows: int) -> torch.Tensor:
 @pytest.mark.parametrize("half", ["both", "plus", "minus"])
 @pytest.mark.parametrize("per_row", [False, True], ids=["scalar_scale", "row_scale"])
 def test_triton_equals_reference(dtype, half, per_row):
-    gen = torch.Generator().manual_seed(0)
-    for dim in DIMS:
-        for n_rows in ROWS:
-            x = torch.randn(n_rows, dim, generator=gen).to(dtype)
-            x[0, : min(dim, 3)] = torch.tensor([-0.0, float("nan"), float("-inf")])[: min(dim, 3)].to(dtype)
-            scale = row_scales(n_rows) if per_row else 0.37
-            got = symnoise(x, scale, SEED, half=half, backend="triton")
-            want = symnoise(x, scale, SEED, half=half, backend="torch")
-            assert got.shape == ((2,) if half == "both" else ()) + (n_rows, dim)
-            assert_bit_equal(got, want)
+    for x in matrix_inputs(dtype):
+        scale = row_scales(x.shape[0]) if per_row else 0.37
+        got = symnoise(x, scale, SEED, half=half, backend="triton")
+        want = symnoise(x, scale, SEED, half=half, backend="torch")
+        assert got.shape == ((2,) if half == "both" else ()) + tuple(x.shape)
+        assert_bit_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from test_kernel import DIMS, DTYPES, ROWS, SEED, assert_bit_equal, row_scales
+from test_kernel import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 
 from symnoise_trl.kernels import symnoise_torch as torch_backend
 from symnoise_trl.kernels.reference import symnoise_reference
 
 
-def special_values(x: torch.Tensor) -> torch.Tensor:
+def more_special_values(x: torch.Tensor) -> torch.Tensor:
     payloads = torch.tensor([0x7FA00000, 0xFFC00001 - 2**32], dtype=torch.int32).view(torch.float32)
     values = torch.cat([torch.tensor([-0.0, float("nan"), float("-inf"), 1e-40]), payloads]).to(x.dtype)
     x[0, : min(x.shape[1], 6)] = values[: min(x.shape[1], 6)]
@@ -23,15 +23,13 @@ def special_values(x: torch.Tensor) -> torch.Tensor:
 def test_torch_backend_equals_reference(dtype, half, host_reads, monkeypatch):
     # Blocks of 2 or 3 rows for the wide inputs: block boundaries and a partial last block are exercised.
     monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", 512)
-    gen = torch.Generator().manual_seed(1)
-    for dim in DIMS:
-        for n_rows in ROWS:
-            x = special_values(torch.randn(n_rows, dim, generator=gen).to(dtype))
-            for scale in (row_scales(n_rows), torch.full((n_rows,), 0.37), torch.zeros(n_rows)):
-                got = torch_backend.symnoise_torch(x, scale, 0.0, SEED, half, host_reads=host_reads)
-                assert_bit_equal(got, symnoise_reference(x, scale, SEED, half))
-            got = torch_backend.symnoise_torch(x, None, 0.37, SEED, half, host_reads=host_reads)
-            assert_bit_equal(got, symnoise_reference(x, torch.full((n_rows,), 0.37), SEED, half))
+    for x in matrix_inputs(dtype, seed=1):
+        x, n_rows = more_special_values(x), x.shape[0]
+        for scale in (row_scales(n_rows), torch.full((n_rows,), 0.37), torch.zeros(n_rows)):
+            got = torch_backend.symnoise_torch(x, scale, 0.0, SEED, half, host_reads=host_reads)
+            assert_bit_equal(got, symnoise_reference(x, scale, SEED, half))
+        got = torch_backend.symnoise_torch(x, None, 0.37, SEED, half, host_reads=host_reads)
+        assert_bit_equal(got, symnoise_reference(x, torch.full((n_rows,), 0.37), SEED, half))
 
 
 def test_block_size_does_not_change_the_output(monkeypatch):

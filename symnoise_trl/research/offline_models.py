@@ -48,7 +48,7 @@ def _gguf_path(spec: OfflineModel) -> Path:
     elif importlib.util.find_spec("gguf") is None:
         missing = "the package gguf (transformers' GGUF reader) is not installed"
     if missing:
-        raise OfflineModelError(f"{missing}; run: {spec.pip_command}")
+        raise OfflineModelError(f"{missing}; run: {spec.pip_command} (with hub access, use {spec.hub_name})")
     path = Path(found.submodule_search_locations[0]) / spec.gguf_file
     if not path.is_file():
         raise OfflineModelError(f"{spec.package} has no {spec.gguf_file}; reinstall it: {spec.pip_command}")
