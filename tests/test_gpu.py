@@ -122,7 +122,7 @@ def test_torch_compile_fullgraph_with_inductor_on_gpu():
         check(99)
 
 
-@pytest.mark.skipif(not ON_GPU, reason="CUDA's sync debug mode")
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA: torch.cuda.set_sync_debug_mode")
 def test_training_path_op_call_does_not_sync():
     x = torch.randn(8, 64, 576, dtype=torch.bfloat16, device=DEVICE)
     lengths = torch.randint(0, 64, (8, 64), device=DEVICE).float()
@@ -218,7 +218,7 @@ def test_bf16_full_fine_tuning_with_the_triton_backend(tmp_path, layout):
     assert call["raw"].device.type == DEVICE.type
 
 
-@pytest.mark.skipif(not ON_GPU, reason="CUDA's sync debug mode")
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA: torch.cuda.set_sync_debug_mode")
 @pytest.mark.parametrize("layout", ["padded", "packed"])
 def test_training_step_adds_no_device_sync(tmp_path, layout, monkeypatch):
     # Everything SymNoise adds to a step - token lengths, the doubled batch, the scale and the kernel launch inside
