@@ -2,9 +2,10 @@
 
 Mean L2 norm of n random vectors in dimension d, as ratios to the uniform noise's: Gaussian/Uniform and
 Bernoulli (+-1)/Uniform, with the unit-parameter distributions of the paper (U(-1, 1), N(0, 1), +-1), where both
-ratios tend to sqrt(3) as d grows; and the same for this project's noises at one alpha (symnoise_trl.noise), which
-are RMS-matched, so the ratios tend to 1. Two sweeps: against dimension (1-4096, 256 points, n = 256 vectors) and
-against the number of vectors (64-256, d = 4096). Writes benchmarks/results/noise_geometry.csv and two plots.
+ratios tend to sqrt(3) as d grows; and the same for this project's noises at one alpha
+(symnoise_trl.one_sided_noise), which are RMS-matched, so the ratios tend to 1. Two sweeps: against dimension
+(1-4096, 256 points, n = 256 vectors) and against the number of vectors (64-256, d = 4096). Writes
+benchmarks/results/noise_geometry.csv and two plots.
 
     python benchmarks/noise_geometry.py
 """
@@ -15,8 +16,9 @@ import math
 import numpy as np
 import torch
 
-from symnoise_trl.noise import one_sided_noise
-from symnoise_trl.research.report import pyplot, table
+from symnoise_trl.one_sided_noise import one_sided_noise
+from symnoise_trl.report import pyplot, table
+from symnoise_trl.seeds import seed_tensor
 
 from common import RESULTS, write_csv
 
@@ -29,7 +31,9 @@ def mean_norms(dim: int, n_vectors: int, seed: int, matched: bool) -> dict[str, 
     if matched:
         x = torch.zeros(n_vectors, dim)
         scale = torch.full((n_vectors,), ALPHA / math.sqrt(3 * LENGTH * dim))
-        draws = {name: one_sided_noise(x, scale, seed, name) for name in ("uniform", "gaussian", "rademacher")}
+        draws = {
+            name: one_sided_noise(x, scale, seed_tensor(seed), name) for name in ("uniform", "gaussian", "rademacher")
+        }
     else:
         draws = {
             "uniform": torch.rand(n_vectors, dim, generator=generator) * 2 - 1,

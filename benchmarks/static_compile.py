@@ -11,11 +11,12 @@ import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from symnoise_trl.kernels.reference import CHUNK, PHILOX_ROUND_A, PHILOX_ROUNDS
+from symnoise_trl.kernels.reference import CANONICAL_NAN_BITS, CHUNK, PHILOX_ROUND_A, PHILOX_ROUNDS
 from symnoise_trl.kernels.symnoise_triton import _symnoise_kernel, default_config
 
 _POINTER = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
@@ -42,12 +43,12 @@ def compile_symnoise(
     signature = {
         "x_ptr": _POINTER[dtype], "out_ptr": _OUT_POINTER[dtype], "scale_ptr": "*fp32", "scale_value": "fp32",
         "seed": "i64", "n_rows": "i32", "dim": "i32", "minus_offset": "i64",
-        "SCALE_PER_ROW": "constexpr", "WRITE_PLUS": "constexpr", "WRITE_MINUS": "constexpr",
+        "SCALE_PER_ROW": "constexpr", "WRITE_PLUS": "constexpr", "WRITE_MINUS": "constexpr", "NAN_BITS": "constexpr",
         "BLOCK_ROWS": "constexpr", "BLOCK_CHUNKS": "constexpr",
     }  # fmt: skip
     constexprs = {
         "SCALE_PER_ROW": per_row_scale, "WRITE_PLUS": half != "minus", "WRITE_MINUS": half != "plus",
-        "BLOCK_ROWS": block_rows, "BLOCK_CHUNKS": block_chunks,
+        "NAN_BITS": CANONICAL_NAN_BITS[getattr(torch, dtype)], "BLOCK_ROWS": block_rows, "BLOCK_CHUNKS": block_chunks,
     }  # fmt: skip
     aligned = [["tt.divisibility", 16]]
     attrs = {

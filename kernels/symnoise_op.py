@@ -1,4 +1,4 @@
-"""The SymNoise op: checks, backend choice, torch.library registration, autograd and the public function.
+"""The SymNoise op: the torch.library op with its autograd, an unchecked entry for the trainer, the checked public one.
 
 `symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of the noise
 stream; docs/noise-stream.md is the specification. The Triton backend and the torch reference give the same bits.
@@ -9,7 +9,7 @@ from numbers import Real
 
 import torch
 
-from .reference import MAX_ROWS, check_seed
+from .reference import MAX_ROWS, MAX_SEED, check_seed
 from .symnoise_torch import symnoise_torch
 
 try:
@@ -38,13 +38,6 @@ def triton_runs_on(device: torch.device | str) -> bool:
     return triton_available() and (torch.device(device).type == "cuda" or _triton_interpreting())
 
 
-def _check_scale_values(scale: torch.Tensor) -> None:
-    # NOTE: one device->host sync per call, so it runs only for scales a caller passes in (`check_scale=True`), and
-    # inside the op, so torch.compile still sees one opaque node.
-    if not bool(((scale >= 0) & torch.isfinite(scale)).all()):
-        raise ValueError("scale must be finite and >= 0 on every row")
-
-
 # NOTE: cudagraph_unsafe: the op reads its seed on the host at each call, so a captured CUDA graph would replay the
 # seed of the capture (the same noise every step); Inductor leaves tagged ops out of its CUDA graphs.
 _TAGS = (torch.Tag.cudagraph_unsafe,) if hasattr(torch.Tag, "cudagraph_unsafe") else ()
@@ -59,20 +52,26 @@ def _symnoise_op(
     half: str,
     backend: str,
     check_scale: bool,
+    check_seed: bool,
 ) -> torch.Tensor:
-    x2d = x.reshape(_n_rows(x), x.shape[-1]).contiguous()
-    if scale is not None and check_scale:
-        _check_scale_values(scale)
+    """The op on checked arguments (see `symnoise_unchecked`). `check_scale` / `check_seed`: the values of a caller's
+    tensors are still to be checked, here where reading them needs no tracing (under torch.compile the public entry
+    is traced)."""
     # NOTE: the seed arrives as a CPU tensor, so torch.compile sees a graph input rather than a Python int to guard
     # on (a new seed every step recompiled the graph every step); reading a CPU tensor costs no device sync.
-    seed_value = check_seed(int(seed))
+    seed_value = int(seed)
+    if check_seed and not 0 <= seed_value < MAX_SEED:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed_value}")
+    # NOTE: one device->host sync per call, so scale values are checked only for a caller's `check_scale=True`.
+    if check_scale and scale is not None and not bool(((scale >= 0) & torch.isfinite(scale)).all()):
+        raise ValueError("scale must be finite and >= 0 on every row")
     backend_fn = symnoise_triton if backend == "triton" else symnoise_torch
-    out = backend_fn(x2d, scale, scale_value, seed_value, half)
+    out = backend_fn(x.reshape(_n_rows(x), x.shape[-1]).contiguous(), scale, scale_value, seed_value, half)
     return out.view(((2,) if half == "both" else ()) + tuple(x.shape))
 
 
 @_symnoise_op.register_fake
-def _(x, scale, scale_value, seed, half, backend, check_scale):
+def _(x, scale, scale_value, seed, half, backend, check_scale, check_seed):
     return x.new_empty(((2,) if half == "both" else ()) + tuple(x.shape))
 
 
@@ -83,7 +82,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     # d(x + s*eps)/dx = d(x - s*eps)/dx = I: no RNG, nothing saved.
     grad_x = grad[0] + grad[1] if ctx.half == "both" else grad
-    return grad_x, None, None, None, None, None, None
+    return grad_x, None, None, None, None, None, None, None
 
 
 _symnoise_op.register_autograd(_backward, setup_context=_setup_context)
@@ -91,6 +90,28 @@ _symnoise_op.register_autograd(_backward, setup_context=_setup_context)
 
 def _n_rows(x: torch.Tensor) -> int:
     return math.prod(x.shape[:-1])
+
+
+def symnoise_unchecked(
+    x: torch.Tensor, scale: torch.Tensor, seed: torch.Tensor, half: str = "both", backend: str = "auto"
+) -> torch.Tensor:
+    """The op for callers whose arguments are valid by construction (the trainer's noise plan): nothing is checked.
+
+    `x` a float tensor (..., d); `scale` fp32 with one value per row, finite (a negative value gives the other half:
+    see `symnoise`'s `check_scale`); `seed` a 0-d int64 CPU tensor in [0, 2**63); `half` one of HALVES; `backend`
+    one of BACKENDS, where "triton" can run on x's device.
+    """
+    return _symnoise_op(x, scale.reshape(-1), 0.0, seed, half, _chosen_backend(backend, x), False, False)
+
+
+def _chosen_backend(backend: str, x: torch.Tensor) -> str:
+    """What "auto" means for `x`: Triton on CUDA tensors when importable, else torch."""
+    if backend != "auto":
+        return backend
+    return "triton" if x.is_cuda and triton_available() else "torch"
+
+
+# The public entry: every argument checked and converted here, once.
 
 
 def _check_x(x) -> None:
@@ -125,31 +146,29 @@ def _scale_arg(scale, x: torch.Tensor) -> tuple[torch.Tensor | None, float]:
     return None, float(scale)
 
 
-def _seed_arg(seed) -> torch.Tensor:
-    """The seed as the 0-d int64 CPU tensor the op takes. A tensor's value is checked inside the op (where reading it
-    needs no tracing)."""
+def _seed_arg(seed) -> tuple[torch.Tensor, bool]:
+    """(the seed as the 0-d int64 CPU tensor the op takes, whether its value is still to be checked): an int is
+    checked here, a tensor's value inside the op."""
     if isinstance(seed, torch.Tensor):
         if seed.dtype != torch.int64 or seed.numel() != 1 or seed.device.type != "cpu":
             raise TypeError(
                 "seed must be an int in [0, 2**63) or a one-element int64 CPU tensor holding one, got a "
                 f"{seed.dtype} tensor of shape {tuple(seed.shape)} on {seed.device}"
             )
-        return seed.reshape(())
-    return torch.tensor(check_seed(seed), dtype=torch.int64, device="cpu")
+        return seed.reshape(()), True
+    return torch.tensor(check_seed(seed), dtype=torch.int64, device="cpu"), False
 
 
-def _resolve_backend(backend: str, x: torch.Tensor) -> str:
+def _backend_arg(backend: str, x: torch.Tensor) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "triton" if x.is_cuda and triton_available() else "torch"
     if backend == "triton" and not triton_available():
         raise ValueError("backend='triton' needs the triton package, which is not importable; use 'torch'")
     if backend == "triton" and not triton_runs_on(x.device):
         raise ValueError(
             f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors), got device {x.device}"
         )
-    return backend
+    return _chosen_backend(backend, x)
 
 
 def symnoise(
@@ -185,8 +204,8 @@ def symnoise(
     """
     _check_x(x)
     scale_rows, scale_value = _scale_arg(scale, x)
-    seed = _seed_arg(seed)
+    seed, seed_unchecked = _seed_arg(seed)
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    backend = _resolve_backend(backend, x)
-    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale))
+    backend = _backend_arg(backend, x)
+    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_unchecked)

@@ -17,8 +17,8 @@ CHUNK = tl.constexpr(reference.CHUNK)
 
 
 @triton.jit
-def _output_bits(v, DTYPE: tl.constexpr):
-    """fp32 values -> the integer bits of DTYPE, rounded to nearest even, NaN written as the canonical quiet NaN."""
+def _output_bits(v, DTYPE: tl.constexpr, NAN_BITS: tl.constexpr):
+    """fp32 values -> the integer bits of DTYPE, rounded to nearest even, every NaN written as NAN_BITS."""
     # NOTE: stores go through integer views for two reasons. The interpreter truncates on .to(tl.bfloat16) while
     # compiled code rounds to nearest even, so bf16 is rounded on the integer bits. And NaN bits differ by backend
     # (NVIDIA arithmetic returns 0x7FFFFFFF, x86 keeps the payload), so every NaN is written as one pattern.
@@ -26,11 +26,11 @@ def _output_bits(v, DTYPE: tl.constexpr):
     if DTYPE == tl.bfloat16:
         b = v.to(tl.uint32, bitcast=True)
         bits = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).to(tl.int16)
-        return tl.where(is_nan, 0x7FC0, bits)
     elif DTYPE == tl.float16:
-        return tl.where(is_nan, 0x7E00, v.to(tl.float16).to(tl.int16, bitcast=True))
+        bits = v.to(tl.float16).to(tl.int16, bitcast=True)
     else:
-        return tl.where(is_nan, 0x7FC00000, v.to(tl.int32, bitcast=True))
+        bits = v.to(tl.int32, bitcast=True)
+    return tl.where(is_nan, NAN_BITS, bits)
 
 
 @triton.jit
@@ -57,19 +57,20 @@ def _rademacher_positive(seed, rows, chunks, BLOCK_ROWS: tl.constexpr, BLOCK_CHU
 
 @triton.jit
 def _symnoise_kernel(
-    x_ptr,
-    out_ptr,
-    scale_ptr,
-    scale_value,
-    seed,
+    x_ptr,  # (n_rows, dim) input, contiguous: fp32, fp16 or bf16
+    out_ptr,  # the output as integers of x's width (see _output_bits): the plus half, then the minus half
+    scale_ptr,  # (n_rows,) fp32 scales; read only when SCALE_PER_ROW
+    scale_value,  # the one scale of every row when not SCALE_PER_ROW
+    seed,  # the Philox key, an int in [0, 2**63)
     n_rows,
     dim,
-    minus_offset,
+    minus_offset,  # where the minus half starts in out_ptr: n_rows * dim when both halves are written, else 0
     SCALE_PER_ROW: tl.constexpr,
-    WRITE_PLUS: tl.constexpr,
-    WRITE_MINUS: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr,
-    BLOCK_CHUNKS: tl.constexpr,
+    WRITE_PLUS: tl.constexpr,  # write x + s*eps
+    WRITE_MINUS: tl.constexpr,  # write x - s*eps
+    NAN_BITS: tl.constexpr,  # the canonical NaN of x's dtype, as an integer (reference.CANONICAL_NAN_BITS)
+    BLOCK_ROWS: tl.constexpr,  # rows per program
+    BLOCK_CHUNKS: tl.constexpr,  # 128-column chunks per program
 ):
     # NOTE: int64 program ids and offsets: a (2, 16, 8192, 8192) output has 2**31 elements, so the minus half's
     # offsets pass 2**31 - 1.
@@ -98,9 +99,11 @@ def _symnoise_kernel(
 
     # Store.
     if WRITE_PLUS:
-        tl.store(out_ptr + offsets, _output_bits(tl.where(keep, x, x + noise), DTYPE), mask=mask)
+        tl.store(out_ptr + offsets, _output_bits(tl.where(keep, x, x + noise), DTYPE, NAN_BITS), mask=mask)
     if WRITE_MINUS:
-        tl.store(out_ptr + minus_offset + offsets, _output_bits(tl.where(keep, x, x - noise), DTYPE), mask=mask)
+        tl.store(
+            out_ptr + minus_offset + offsets, _output_bits(tl.where(keep, x, x - noise), DTYPE, NAN_BITS), mask=mask
+        )
 
 
 def default_config(n_rows: int, dim: int) -> tuple[int, int, int]:
@@ -125,6 +128,9 @@ def symnoise_triton(
     `scale` is an fp32 (N,) tensor, or None for one `scale_value` on every row. `config` overrides the
     (block_rows, block_chunks, num_warps) heuristic; the output never depends on it.
     """
+    # NOTE: the kernel indexes x as row * dim + column: a strided view would be read at the wrong addresses.
+    if not x2d.is_contiguous():
+        raise ValueError(f"symnoise_triton needs a contiguous (N, d) tensor, got strides {x2d.stride()}")
     n_rows, dim = x2d.shape
     out = torch.empty(((2,) if half == "both" else ()) + (n_rows, dim), dtype=x2d.dtype, device=x2d.device)
     if out.numel() == 0:
@@ -133,7 +139,7 @@ def symnoise_triton(
     grid = (triton.cdiv(n_rows, block_rows), triton.cdiv(dim, block_chunks * reference.CHUNK))
     _symnoise_kernel[grid](
         x2d,
-        out.view(torch.int32 if x2d.dtype == torch.float32 else torch.int16),  # see _output_bits
+        out.view(reference.INT_VIEW[x2d.dtype]),  # see _output_bits
         scale if scale is not None else x2d,  # unused pointer when SCALE_PER_ROW is False
         float(scale_value),
         seed,
@@ -143,6 +149,7 @@ def symnoise_triton(
         SCALE_PER_ROW=scale is not None,
         WRITE_PLUS=half != "minus",
         WRITE_MINUS=half != "plus",
+        NAN_BITS=reference.CANONICAL_NAN_BITS[x2d.dtype],
         BLOCK_ROWS=block_rows,
         BLOCK_CHUNKS=block_chunks,
         num_warps=num_warps,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The trainer tests against the lowest versions pyproject.toml allows: a second environment, .venv-floors, with every
-# `>=` bound of the project's dependencies installed exactly (torch==2.13.0 resolves to the CPU build here, as in setup.sh). CI runs it after
-# scripts/test.sh, so the floors stay true. Extra arguments go to pytest.
+# `>=` bound of the project's dependencies installed exactly (torch==2.13.0 resolves to the CPU build here, as in
+# setup.sh), running the tests marked `floors`. CI runs it after scripts/test.sh, so the floors stay true. Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 floors=$(python3 - <<'PY'
@@ -19,6 +20,4 @@ python3 -m venv .venv-floors
 # shellcheck disable=SC2086
 .venv-floors/bin/python -m pip install -q $floors
 .venv-floors/bin/python -m pip install -q --no-deps -e .
-.venv-floors/bin/pytest tests/test_trainer.py tests/test_two_pass.py tests/test_plain_trainer.py tests/test_moe.py \
-    tests/test_config.py tests/test_hooks.py tests/test_resume.py tests/test_distributions.py tests/test_peft.py \
-    tests/test_data.py tests/test_ddp.py tests/test_batch.py tests/test_cli.py "$@"
+.venv-floors/bin/pytest -m floors "$@"  # the tests marked `floors`

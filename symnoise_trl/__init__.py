@@ -1,9 +1,8 @@
 """symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
 
-The TRL integration is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The package's
-layers, each importing only from those before it: `kernels` (the op), the core modules here (noise, settings, batch,
-hooks, data, arguments, mixin, config, trainer), `quickstart` (offline model and data), `cli`, `research`
-(evaluation, ablation).
+The public API is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The layers, each
+importing only from those before it (docs/architecture.md): `kernels` (the op), the core modules here, `quickstart`
+(offline model and data), `cli`, `research` (evaluation, ablation).
 """
 
 import importlib
@@ -11,17 +10,19 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SymNoiseSFTConfig": "config",
-    "SymNoiseSFTTrainer": "trainer",
-    "SymNoiseArguments": "arguments",
-    "SymNoiseTrainingArguments": "arguments",
+    "SymNoiseSFTConfig": "sft_config",
+    "SymNoiseSFTTrainer": "sft_trainer",
+    "SymNoiseArguments": "training_args",
+    "SymNoiseTrainingArguments": "training_args",
     "SymNoiseMixin": "mixin",
-    "SymNoiseTrainer": "mixin",
+    "SymNoiseTrainer": "trainer",
     "activate_symnoise": "hooks",
+    "active_symnoise_hook": "hooks",
     "deactivate_symnoise": "hooks",
     "symnoise_forward": "hooks",
     "SymNoiseHook": "hooks",
-    "SymNoiseSettings": "settings",
+    "SymNoiseSettings": "noise_settings",
+    "MicroBatchSeeds": "seeds",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,4 +1,4 @@
-"""SymNoise's view of a training batch: its layout, its doubling, the per-token noise scale and the seeds.
+"""Core: SymNoise's view of a training batch: its layout, the per-token L of the noise scale, and its doubling.
 
 Two layouts, as TRL's collators produce them:
 - padded: per-example tensors of shape (B, L, ...); doubled on the batch dim to (2B, L, ...).
@@ -8,15 +8,7 @@ Two layouts, as TRL's collators produce them:
 Pure torch: no transformers or TRL imports.
 """
 
-import hashlib
-import struct
-from dataclasses import dataclass, field
-
 import torch
-
-from .kernels import symnoise
-from .noise import one_sided_noise
-from .settings import SymNoiseSettings
 
 # Tensors that hold one value per example (padded) or per token (packed): these are duplicated.
 PER_TOKEN_KEYS = frozenset(
@@ -71,12 +63,6 @@ def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.
     return per_token.to(torch.float32).reshape(input_ids.shape)
 
 
-def noise_scale(lengths: torch.Tensor, alpha: float, dim: int) -> torch.Tensor:
-    """s_n = alpha / sqrt(3 * L_n * d), and 0 where L_n is 0 (padding). fp32, shaped like `lengths`."""
-    scale = alpha / torch.sqrt(3.0 * lengths.double() * dim)
-    return torch.where(lengths > 0, scale, 0.0).to(torch.float32)
-
-
 def double_batch(inputs: dict, layout: str) -> dict:
     """The batch with every per-example (padded) or per-token (packed) tensor given twice. Other values pass as is."""
     n_tokens = inputs["input_ids"].shape[1]
@@ -96,59 +82,3 @@ def double_batch(inputs: dict, layout: str) -> dict:
                 f"text-only batches with the keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS)}"
             )
     return doubled
-
-
-@dataclass(frozen=True, kw_only=True)
-class NoisePlan:
-    """What the embedding hook does to one micro-batch: the settings, the layout, L per token, the seed, the half.
-
-    half="both": the batch was doubled (see `doubled`) and the embeddings become [X + s*eps, X - s*eps].
-    half="plus"/"minus": the embeddings become that half alone (two-pass mode; same seed, same signs). A one-sided
-    `settings.distribution` noises the batch as it is.
-    """
-
-    settings: SymNoiseSettings
-    layout: str
-    lengths: torch.Tensor  # (B, L) or (1, T): L_n per token, 0 = no noise
-    seed: torch.Tensor  # 0-d int64 on the CPU: the op's seed
-    half: str = "both"
-    # Derived here, outside any compiled region; `apply` reads these and never `half`. NOTE: the two passes of the
-    # two-pass mode differ only in the sign of the scale (x - s*eps is x + (-s)*eps, exactly), held in a tensor, so
-    # one compiled graph serves both: a `half` string read in the forward recompiled it for each (8 graphs vs 6).
-    doubled: bool = field(init=False)  # the model runs on the doubled batch: both SymNoise copies in one pass
-    scale_sign: torch.Tensor = field(init=False)  # 0-d fp32 on the CPU: -1 for the minus pass, else +1
-
-    def __post_init__(self):
-        object.__setattr__(self, "doubled", self.half == "both" and self.settings.symmetric)
-        object.__setattr__(self, "scale_sign", torch.tensor(-1.0 if self.half == "minus" else 1.0, device="cpu"))
-
-    def apply(self, embeds: torch.Tensor) -> torch.Tensor:
-        batch, tokens = self.lengths.shape
-        expected = (batch, tokens)
-        if self.doubled:
-            expected = (2 * batch, tokens) if self.layout == "padded" else (1, 2 * tokens)
-        if tuple(embeds.shape[:2]) != expected:
-            raise RuntimeError(
-                f"SymNoise expected embeddings of shape {expected} + (d,) for half={self.half!r}, got "
-                f"{tuple(embeds.shape)}"
-            )
-        settings = self.settings
-        scale = noise_scale(self.lengths.to(embeds.device), settings.alpha, embeds.shape[-1])
-        if not settings.symmetric:
-            return one_sided_noise(embeds, scale, self.seed, settings.distribution, settings.backend)
-        if not self.doubled:  # one pass of the two-pass mode: the op's plus half with a signed scale
-            signed = scale * self.scale_sign
-            return symnoise(embeds, signed, self.seed, half="plus", backend=settings.backend, check_scale=False)
-        x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
-        # noise_scale's values are finite and >= 0 by construction: no check, which would sync with the device
-        noisy = symnoise(x, scale, self.seed, backend=settings.backend, check_scale=False)  # (2, *x.shape)
-        if self.layout == "packed":
-            noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim
-        return noisy.reshape(embeds.shape)
-
-
-def micro_batch_seed(base_seed: int, global_step: int, micro_step: int, rank: int) -> int:
-    """A seed in [0, 2**63) from (base seed, optimizer step, micro-step in the accumulation window, data-parallel
-    rank): a 64-bit BLAKE2b digest of the four numbers."""
-    words = struct.pack("<4Q", *(v & 0xFFFFFFFFFFFFFFFF for v in (base_seed, global_step, micro_step, rank)))
-    return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little") >> 1

@@ -1,4 +1,4 @@
-"""`symnoise-sft`: TRL's `trl sft` script with SymNoise, plus an offline default model and data set.
+"""CLI: `symnoise-sft`, TRL's `trl sft` script with SymNoise, plus an offline default model and data set.
 
     symnoise-sft --config examples/quickstart.yaml
     symnoise-sft --model_name_or_path Qwen/Qwen2.5-0.5B --dataset_name trl-lib/Capybara --symnoise_alpha 5 ...
@@ -8,8 +8,10 @@ Every `trl sft` option works (parsed by `TrlParser` over TRL's `ScriptArguments`
 trains the cached tiny model of `symnoise_trl.quickstart.tiny_model`; without a data set, the shipped quickstart tasks.
 """
 
+import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from .quickstart.tasks import DATA_DIR
 
@@ -28,38 +30,38 @@ To run the same on a real model (one GPU; see README "Command line and real mode
 LATEST_CHECKPOINT = ("true", "last")
 
 
+def symnoise_options_help(formatter_class) -> str:
+    """The --symnoise_* options as argparse lists them, for the top of --help: a parser of SymNoiseArguments alone
+    formats them (HfArgumentParser puts every option of the config in one group, where they would be lost)."""
+    from transformers import HfArgumentParser
+
+    from .training_args import SymNoiseArguments
+
+    listing = HfArgumentParser(SymNoiseArguments, add_help=False, formatter_class=formatter_class).format_help()
+    return "SymNoise options:\n" + listing.split("options:\n", 1)[1].rstrip()
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults after each option (HfArgumentParser's formatter), and the description (with the SymNoise options
+    listing) as written."""
+
+
 def make_parser():
     from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
 
-    from .config import SymNoiseSFTConfig
+    from .sft_config import SymNoiseSFTConfig
 
     class SymNoiseParser(TrlParser):
         def error(self, message):  # the message and a pointer, not argparse's usage of ~900 options
             self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n")
 
-    parser = SymNoiseParser(
+    return SymNoiseParser(
         (ScriptArguments, SymNoiseSFTConfig, ModelConfig, DatasetMixtureConfig),
         prog="symnoise-sft",
         usage=USAGE,
-        description=DESCRIPTION,
+        description=f"{DESCRIPTION}\n\n{symnoise_options_help(_HelpFormatter)}",
+        formatter_class=_HelpFormatter,
     )
-    _symnoise_options_first(parser)
-    return parser
-
-
-def _symnoise_options_first(parser) -> None:
-    """Show the --symnoise_* options in their own group, first in --help. Relies on argparse printing
-    `_action_groups` in order, each with the actions in its `_group_actions` (HfArgumentParser puts every option of
-    the config in the default group)."""
-    group = parser.add_argument_group("SymNoise options")
-    for action in parser._actions:
-        if any(option.startswith("--symnoise_") for option in action.option_strings):
-            for other in parser._action_groups:
-                if action in other._group_actions:
-                    other._group_actions.remove(action)
-            group._group_actions.append(action)
-    parser._action_groups.remove(group)
-    parser._action_groups.insert(0, group)
 
 
 def load_train_eval(script_args, training_args, dataset_args):
@@ -104,26 +106,38 @@ def resume_argument(value: str | None, output_dir: str):
     return value
 
 
-def run(argv=None):
-    """Parse `argv` (default: the command line), train, save; returns the trainer."""
-    parser = make_parser()
-    try:
-        script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(args=argv)
-        resume = resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
-    except ValueError as error:  # a config's __post_init__: report it like an argparse error (exit 2)
-        parser.error(str(error))
+class CommandLine(NamedTuple):
+    """What `symnoise-sft` was asked to do, parsed and checked."""
 
+    script_args: object  # trl.ScriptArguments
+    training_args: object  # SymNoiseSFTConfig
+    model_args: object  # trl.ModelConfig
+    dataset_args: object  # trl.DatasetMixtureConfig
+    resume: str | bool | None  # as Trainer.train's resume_from_checkpoint takes it
+
+
+def parse_command_line(parser, argv=None) -> CommandLine:
+    """Parse `argv` (default: the command line) and check what the dataclasses cannot: exits 2 on an argparse error,
+    raises ValueError (a config's __post_init__, a missing checkpoint, conflicting data options)."""
+    script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(args=argv)
+    resume = resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
+    if dataset_args.datasets and script_args.dataset_name:
+        raise ValueError("give either --dataset_name or `datasets` (a dataset mixture), not both")
+    return CommandLine(script_args, training_args, model_args, dataset_args, resume)
+
+
+def build_trainer(command: CommandLine):
+    """The data, checked, and a SymNoiseSFTTrainer on the model of `command` (the built-in tiny model by default).
+    Raises ValueError for bad data (DataError) or a setting the trainer refuses at start-up."""
     from trl import get_peft_config, get_quantization_config
 
     from .quickstart.tiny_model import tiny_model_path
-    from .trainer import SymNoiseSFTTrainer
+    from .sft_trainer import SymNoiseSFTTrainer
 
-    if dataset_args.datasets and script_args.dataset_name:
-        parser.error("give either --dataset_name or `datasets` (a dataset mixture), not both")
+    script_args, training_args, model_args, dataset_args, _ = command
     if model_args.model_name_or_path is None:
         model_args.model_name_or_path = str(tiny_model_path())
         print(f"No --model_name_or_path: using the built-in tiny model at {model_args.model_name_or_path}")
-
     model_init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
@@ -136,18 +150,22 @@ def run(argv=None):
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
-    try:
-        train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)
-        trainer = SymNoiseSFTTrainer(
-            model=model_args.model_name_or_path,
-            args=training_args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            quantization_config=quantization_config,
-            peft_config=get_peft_config(model_args),
-        )
-    except ValueError as error:  # bad data (DataError) or a setting the trainer refuses at start-up
-        parser.error(str(error))
+    train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)
+    return SymNoiseSFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        quantization_config=quantization_config,
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def train_and_save(trainer, command: CommandLine) -> None:
+    """Train (resuming if asked), save the model or adapter with its tokenizer, push if asked."""
+    from .quickstart.tiny_model import tiny_model_path
+
+    script_args, training_args, model_args, _, resume = command
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     what = "LoRA adapter" if model_args.use_peft else "model"
@@ -158,6 +176,18 @@ def run(argv=None):
         print(REAL_MODEL_HINT)
     if hasattr(trainer, "end"):  # Trainer.end (closes the trackers) is newer than transformers 5.17
         trainer.end()
+
+
+def run(argv=None):
+    """`symnoise-sft` on `argv` (default: the command line): parse, build, train, save; returns the trainer. A bad
+    option, file or setting exits 2 with one line, before training."""
+    parser = make_parser()
+    try:
+        command = parse_command_line(parser, argv)
+        trainer = build_trainer(command)
+    except ValueError as error:  # a config's __post_init__, bad data, a setting the trainer refuses: exit 2
+        parser.error(str(error))
+    train_and_save(trainer, command)
     return trainer
 
 

@@ -1,4 +1,4 @@
-"""Training data for `symnoise-sft`: a local file or folder, or a Hub data set, checked before training starts.
+"""Core: training data for `symnoise-sft`: a local file or folder, or a Hub data set, checked before training starts.
 
 TRL's SFT data sets come in three formats; anything else fails deep inside `datasets` or TRL with an error that does
 not name the data. `check_sft_dataset` names the source, the column and the row instead.

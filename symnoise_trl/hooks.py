@@ -1,8 +1,11 @@
-"""Attach SymNoise to a model's input embeddings, and arm it for one batch (custom training loops, the trainer).
+"""Core: the SymNoise embedding hook. Attach it, arm it for one batch, see it, remove it (custom loops and trainers).
 
 Mirrors transformers' `activate_neftune` / `deactivate_neftune`: a forward hook on the input embedding module. The
-hook does nothing until `symnoise_forward` arms it with a batch's plan, so generation, evaluation and any other
-forward of the model see plain embeddings.
+hook does nothing until `symnoise_forward` (or a trainer, through `SymNoiseHook.armed`) arms it with a batch's plan,
+so generation, evaluation and any other forward of the model see plain embeddings.
+
+State, in two places, both owned here: the active hook is an attribute of the embedding module (so a deep copy of
+the model carries a hook of its own), and the armed plans live in `_ARMED_PLANS` (see the NOTE there).
 """
 
 import copy
@@ -11,21 +14,26 @@ from contextlib import contextmanager
 
 import torch
 
-from .batch import NoisePlan, batch_layout, double_batch, token_lengths
+from .batch import batch_layout, double_batch, token_lengths
 from .kernels.reference import check_seed
-from .kernels.symnoise_op import HALVES
-from .settings import SymNoiseSettings
+from .kernels.symnoise_op import HALVES, triton_runs_on
+from .noise_plan import NoisePlan
+from .noise_settings import SymNoiseSettings
+from .seeds import seed_tensor
 
 # The plan of each armed hook, by the hook's key. NOTE: kept outside the hook on purpose. torch.compile gives static
-# shapes to tensors it reaches through an nn.Module, and the hook sits in the embeddings' `_forward_hooks`: a plan on
+# shapes to tensors it reaches through an nn.Module, and the hook sits in the embeddings' forward hooks: a plan on
 # the hook recompiled the forward for every new sequence length (12 graphs in 12 steps, against SFT's 6); read from a
 # module global, its tensors get dynamic shapes like the batch's own.
 _ARMED_PLANS: dict[int, NoisePlan] = {}
 _hook_keys = itertools.count()
+_HOOK_ATTRIBUTE = "_symnoise_hook"  # on the input embedding module, while a hook is active
 
 
 class SymNoiseHook:
-    """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output."""
+    """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output.
+
+    `settings` is the noise it applies; `plan` the plan armed for the current forward, or None (inert)."""
 
     def __init__(self, settings: SymNoiseSettings):
         self.settings = settings
@@ -49,21 +57,35 @@ class SymNoiseHook:
 
     @classmethod
     def attach(cls, model, settings: SymNoiseSettings, accelerator=None) -> "SymNoiseHook":
-        """Register a hook with `settings` on `model`'s input embeddings (what `activate_symnoise` does)."""
+        """Register a hook with checked `settings` on `model`'s input embeddings (what `activate_symnoise` does)."""
         embeddings = _input_embeddings(model, accelerator)
-        if getattr(embeddings, "_symnoise_hook", None) is not None:
+        if getattr(embeddings, _HOOK_ATTRIBUTE, None) is not None:
             raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
         hook = cls(settings)
         hook.handle = embeddings.register_forward_hook(hook)
-        embeddings._symnoise_hook = hook
+        setattr(embeddings, _HOOK_ATTRIBUTE, hook)
         return hook
+
+    @contextmanager
+    def armed(self, batch: dict, seed: torch.Tensor, half: str = "both"):
+        """Arm the hook for `batch` with a checked seed (a 0-d int64 CPU tensor) and half; yields the batch the model
+        runs on (doubled for half="both" of the symmetric noise). The trainer's entry; `symnoise_forward` is the
+        checked one."""
+        layout = batch_layout(batch)
+        lengths = token_lengths(batch, layout, self.settings.length)
+        plan = NoisePlan(settings=self.settings, layout=layout, lengths=lengths, seed=seed, half=half)
+        _ARMED_PLANS[self.key] = plan
+        try:
+            yield double_batch(batch, layout) if plan.doubled else batch
+        finally:
+            del _ARMED_PLANS[self.key]
 
 
 def _input_embeddings(model, accelerator=None) -> torch.nn.Module:
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
-    if hasattr(model, "peft_config") and hasattr(model, "base_model"):  # PeftModel -> the transformers model
-        model = model.base_model.model
+    if hasattr(model, "get_base_model"):  # a PeftModel -> the transformers model it wraps
+        model = model.get_base_model()
     return model.get_input_embeddings()
 
 
@@ -89,16 +111,18 @@ def activate_symnoise(
 def deactivate_symnoise(model, accelerator=None) -> bool:
     """Remove the SymNoise hook from `model`'s input embeddings. Returns whether one was there."""
     embeddings = _input_embeddings(model, accelerator)
-    hook = getattr(embeddings, "_symnoise_hook", None)
+    hook = getattr(embeddings, _HOOK_ATTRIBUTE, None)
     if hook is None:
         return False
     hook.handle.remove()
-    del embeddings._symnoise_hook
+    delattr(embeddings, _HOOK_ATTRIBUTE)
     return True
 
 
 def active_symnoise_hook(model, accelerator=None) -> SymNoiseHook | None:
-    return getattr(_input_embeddings(model, accelerator), "_symnoise_hook", None)
+    """The SymNoise hook active on `model`'s input embeddings, or None. Its `settings` say which noise, its `plan`
+    whether a batch is armed."""
+    return getattr(_input_embeddings(model, accelerator), _HOOK_ATTRIBUTE, None)
 
 
 @contextmanager
@@ -128,14 +152,10 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
         raise RuntimeError("symnoise_forward blocks cannot be nested")
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    layout = batch_layout(batch)
-    lengths = token_lengths(batch, layout, hook.settings.length)
-    # The seed as a CPU tensor made here, outside any compiled region: torch.compile of the forward sees an input,
-    # not a new constant each step (see the op's `seed`).
-    seed = torch.tensor(seed, dtype=torch.int64, device="cpu")
-    plan = NoisePlan(settings=hook.settings, layout=layout, lengths=lengths, seed=seed, half=half)
-    _ARMED_PLANS[hook.key] = plan
-    try:
-        yield double_batch(batch, layout) if plan.doubled else batch
-    finally:
-        del _ARMED_PLANS[hook.key]
+    device = batch["input_ids"].device if "input_ids" in batch else None
+    if hook.settings.backend == "triton" and device is not None and not triton_runs_on(device):
+        raise ValueError(
+            f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), got a batch on {device}"
+        )
+    with hook.armed(batch, seed_tensor(seed), half) as model_batch:
+        yield model_batch

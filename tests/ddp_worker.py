@@ -11,16 +11,17 @@ from transformers import TrainerCallback
 sys.path.insert(0, os.path.dirname(__file__))
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, SymNoiseTrainer, SymNoiseTrainingArguments  # noqa: E402
 
-import tiny  # noqa: E402
+from helpers import tiny  # noqa: E402
 
 
-class RecordingTrainer(tiny.RecordSeeds, SymNoiseSFTTrainer):
+class RecordingTrainer(SymNoiseSFTTrainer):
     """Records the noise seeds and counts the DDP gradient buckets all-reduced."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.allreduces = 0
         self.add_callback(CountAllReduces(self))
+        self.seeds = tiny.record_seeds(self)
 
 
 class CountAllReduces(TrainerCallback):
@@ -57,21 +58,16 @@ def train(out_dir, two_pass):
     }
 
 
-class RecordingPlainTrainer(tiny.RecordSeeds, SymNoiseTrainer):
-    pass
-
-
 def train_plain(out_dir):
     """transformers' Trainer with SymNoise: the seeds each rank draws, and the parameters it ends with."""
-    from test_plain_trainer import COLLATORS, tokenized
-
     args = SymNoiseTrainingArguments(output_dir=os.path.join(out_dir, "plain"), per_device_train_batch_size=2,
                                      max_steps=2, report_to="none", use_cpu=True, save_strategy="no", seed=0,
                                      disable_tqdm=True, symnoise_alpha=5.0)  # fmt: skip
-    trainer = RecordingPlainTrainer(model=tiny.model(), args=args, train_dataset=tokenized(prompt_labels=True),
-                                    data_collator=COLLATORS["padding_with_labels"]())  # fmt: skip
+    trainer = SymNoiseTrainer(model=tiny.model(), args=args, train_dataset=tiny.tokenized(prompt_labels=True),
+                              data_collator=tiny.COLLATORS["padding_with_labels"]())  # fmt: skip
+    seeds = tiny.record_seeds(trainer)
     trainer.train()
-    return {"world_size": trainer.accelerator.num_processes, "seeds": trainer.seeds,
+    return {"world_size": trainer.accelerator.num_processes, "seeds": seeds,
             "params": {n: p.detach().clone() for n, p in trainer.model.named_parameters()}}  # fmt: skip
 
 

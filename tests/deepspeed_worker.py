@@ -9,14 +9,10 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer  # noqa: E402
 
-import tiny  # noqa: E402
+from helpers import tiny  # noqa: E402
 
 ZERO2 = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
          "zero_optimization": {"stage": 2}}  # fmt: skip
-
-
-class RecordingTrainer(tiny.RecordSeeds, SymNoiseSFTTrainer):
-    pass
 
 
 def main(out_dir, mode):
@@ -24,11 +20,12 @@ def main(out_dir, mode):
                            per_device_train_batch_size=2, deepspeed=ZERO2,
                            symnoise_two_pass=mode == "two_pass")  # fmt: skip
     try:
-        trainer = RecordingTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
-                                   processing_class=tiny.tokenizer())  # fmt: skip
+        trainer = SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
+                                     processing_class=tiny.tokenizer())  # fmt: skip
+        seeds = tiny.record_seeds(trainer)
         trainer.train()
         result = {
-            "seeds": trainer.seeds,
+            "seeds": seeds,
             "params": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
         }
     except ValueError as error:

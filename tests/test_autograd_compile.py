@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from symnoise_trl.kernels import rademacher, symnoise
-from symnoise_trl.kernels.symnoise_op import _symnoise_op
 
 
 def eager_algorithm2(x: torch.Tensor, scale: float, seed: int) -> torch.Tensor:
@@ -47,9 +46,11 @@ def test_no_gradient_flows_to_scale():
 def test_torch_library_opcheck():
     x = torch.randn(3, 140, requires_grad=True)
     seed = torch.tensor(5)
-    for args in [(x, None, 0.3, seed, "both", "torch", True), (x, torch.rand(3), 0.0, seed, "minus", "torch", True),
-                 (x, -torch.rand(3), 0.0, seed, "plus", "torch", False)]:  # fmt: skip
-        torch.library.opcheck(_symnoise_op, args)
+    # The registered op: (x, scale rows, scale value, seed, half, backend, check_scale, check_seed).
+    for args in [(x, None, 0.3, seed, "both", "torch", True, True),
+                 (x, torch.rand(3), 0.0, seed, "minus", "torch", True, False),
+                 (x, -torch.rand(3), 0.0, seed, "plus", "torch", False, False)]:  # fmt: skip
+        torch.library.opcheck(torch.ops.symnoise_trl.symnoise.default, args)
 
 
 def test_torch_compile_fullgraph_matches_eager():

@@ -16,6 +16,9 @@ from symnoise_trl.cli import run
 from symnoise_trl.quickstart import tasks
 from symnoise_trl.quickstart.tiny_model import VERSION, tiny_model_path
 
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
+
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
 FAST = ["--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
 
@@ -107,7 +110,7 @@ class Interrupted(Exception):
 
 
 def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monkeypatch):
-    from symnoise_trl.trainer import SymNoiseSFTTrainer
+    from symnoise_trl import SymNoiseSFTTrainer
 
     argv = ["--config", str(QUICKSTART), *FAST, "--max_steps", "6", "--save_steps", "3", "--save_total_limit", "5",
             "--lr_scheduler_type", "constant", "--warmup_steps", "0"]  # fmt: skip

@@ -13,7 +13,7 @@ from trl import SFTConfig, SFTTrainer
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, activate_symnoise, symnoise_forward
 
-import tiny
+from helpers import tiny
 
 LENGTHS = [9, 17, 12, 30, 9, 21, 14, 26, 11, 19, 23, 16]  # 12 steps, lengths varying
 

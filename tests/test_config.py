@@ -5,6 +5,9 @@ from trl import TrlParser
 
 from symnoise_trl import SymNoiseSettings, SymNoiseSFTConfig
 
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
+
 
 def config(**kwargs):
     return SymNoiseSFTConfig(output_dir="out", bf16=False, report_to="none", **kwargs)
@@ -51,8 +54,8 @@ def test_symnoise_fields_without_alpha_raise(kwargs):
 
 
 def test_settings_are_built_from_the_fields():
-    assert config().symnoise_settings is None
-    settings = config(symnoise_alpha=5, symnoise_length="padded", symnoise_backend="torch").symnoise_settings
+    assert config().symnoise_settings() is None
+    settings = config(symnoise_alpha=5, symnoise_length="padded", symnoise_backend="torch").symnoise_settings()
     assert settings == SymNoiseSettings(alpha=5.0, length="padded", distribution="symmetric", backend="torch")
     assert isinstance(settings.alpha, float)
 

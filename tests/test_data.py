@@ -10,6 +10,9 @@ from datasets import Dataset
 from symnoise_trl.cli import run
 from symnoise_trl.data import DataError, check_sft_dataset, load_sft_dataset
 
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
+
 ROWS = [{"prompt": "What is 1 + 2?", "completion": " 3"}, {"prompt": "Reverse abc", "completion": " cba"}]
 
 

@@ -8,6 +8,9 @@ import sys
 import pytest
 import torch
 
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
+
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):

@@ -7,11 +7,15 @@ import torch
 from transformers.integrations.neftune import neftune_post_forward_hook
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
-from symnoise_trl.batch import noise_scale
 from symnoise_trl.kernels import symnoise
-from symnoise_trl.noise import ONE_SIDED, one_sided_noise
+from symnoise_trl.noise_plan import noise_scale
+from symnoise_trl.one_sided_noise import ONE_SIDED, one_sided_noise
+from symnoise_trl.seeds import seed_tensor
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 ROWS, DIM, ALPHA, LENGTH = 256, 4096, 5.0, 40
 
@@ -19,7 +23,7 @@ ROWS, DIM, ALPHA, LENGTH = 256, 4096, 5.0, 40
 def noise_of(distribution, x, scale, seed=0):
     if distribution == "symmetric":
         return symnoise(x, scale, seed)[0] - x
-    return one_sided_noise(x, scale, seed, distribution) - x
+    return one_sided_noise(x, scale, seed_tensor(seed), distribution) - x
 
 
 @pytest.mark.parametrize("distribution", ["symmetric", *ONE_SIDED])
@@ -43,7 +47,9 @@ def test_uniform_is_transformers_neftune():
     module = torch.nn.Module()
     module.neftune_noise_alpha = ALPHA
     neftune = neftune_post_forward_hook(module, None, embeds)
-    ours = one_sided_noise(embeds, noise_scale(torch.full((8, LENGTH), float(LENGTH)), ALPHA, DIM), 3, "uniform")
+    ours = one_sided_noise(
+        embeds, noise_scale(torch.full((8, LENGTH), float(LENGTH)), ALPHA, DIM), seed_tensor(3), "uniform"
+    )
     bound = ALPHA / math.sqrt(LENGTH * DIM)
     for noise in (neftune, ours):
         assert noise.abs().max().item() <= bound * (1 + 1e-6)
@@ -55,10 +61,10 @@ def test_padding_rows_stay_clean_and_seeds_repeat():
     x = torch.randn(4, 64)
     scale = torch.tensor([0.1, 0.0, 0.2, 0.0])
     for distribution in ONE_SIDED:
-        out = one_sided_noise(x, scale, 7, distribution)
+        out = one_sided_noise(x, scale, seed_tensor(7), distribution)
         assert torch.equal(out[1], x[1]) and torch.equal(out[3], x[3]) and not torch.equal(out[0], x[0])
-        assert torch.equal(out, one_sided_noise(x, scale, 7, distribution))
-        assert not torch.equal(out, one_sided_noise(x, scale, 8, distribution))
+        assert torch.equal(out, one_sided_noise(x, scale, seed_tensor(7), distribution))
+        assert not torch.equal(out, one_sided_noise(x, scale, seed_tensor(8), distribution))
 
 
 @pytest.mark.parametrize("distribution", ONE_SIDED)

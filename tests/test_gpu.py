@@ -13,17 +13,17 @@ import os
 import pytest
 import torch
 from peft import LoraConfig
-from test_kernel import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, hooks
-from symnoise_trl.batch import NoisePlan, noise_scale
+from symnoise_trl import SymNoiseSFTConfig, hooks
 from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels.reference import symnoise_reference
-from symnoise_trl.kernels.symnoise_op import _triton_interpreting, triton_runs_on
+from symnoise_trl.kernels.symnoise_op import _triton_interpreting, symnoise_unchecked, triton_runs_on
 from symnoise_trl.kernels.symnoise_triton import symnoise_triton
+from symnoise_trl.noise_plan import NoisePlan, noise_scale
 
-import tiny
+from helpers import tiny
+from helpers.kernel_cases import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 
 DEVICE = torch.device(os.environ.get("SYMNOISE_TEST_DEVICE", "cuda"))
 pytestmark = [
@@ -132,19 +132,13 @@ def test_training_path_op_call_does_not_sync():
     torch.cuda.set_sync_debug_mode("error")
     try:
         for backend in ("triton", "torch"):  # the torch backend too: its fix-ups read nothing back on a GPU
-            symnoise(x, scale, seed, check_scale=False, backend=backend)
-            symnoise(x, -scale, seed, half="plus", check_scale=False, backend=backend)
+            symnoise_unchecked(x, scale, seed, "both", backend)
+            symnoise_unchecked(x, -scale, seed, "plus", backend)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
 
 # Training on the GPU: one step each, checked against the reference op and a hand-computed loss.
-
-
-class Recording(tiny.RecordSeeds, SymNoiseSFTTrainer):
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        self.batches = getattr(self, "batches", []) + [tiny.tensor_copy(inputs)]
-        return super().training_step(model, inputs, num_items_in_batch)
 
 
 def failing_on_sync(fn):
@@ -170,8 +164,9 @@ def train_one_step(tmp_path, model, layout="padded", peft_config=None, **overrid
     if layout == "packed":
         settings.update(padding_free=True, max_length=None)
     args = tiny.train_args(SymNoiseSFTConfig, tmp_path / "out", **{**settings, **overrides})
-    trainer = Recording(model=model, args=args, train_dataset=tiny.prompt_completion_dataset(),
-                        processing_class=tiny.tokenizer(), peft_config=peft_config)  # fmt: skip
+    trainer = tiny.BatchRecordingTrainer(model=model, args=args, train_dataset=tiny.prompt_completion_dataset(),
+                                         processing_class=tiny.tokenizer(), peft_config=peft_config)  # fmt: skip
+    trainer.seeds = tiny.record_seeds(trainer)
     trainer.train()
     return trainer, [c for c in recorder.calls if c["training"]][0]
 
@@ -223,7 +218,7 @@ def test_bf16_full_fine_tuning_with_the_triton_backend(tmp_path, layout):
 def test_training_step_adds_no_device_sync(tmp_path, layout, monkeypatch):
     # Everything SymNoise adds to a step - token lengths, the doubled batch, the scale and the kernel launch inside
     # the forward - runs with syncs made errors (plain SFT's own logging syncs, so the whole step cannot).
-    monkeypatch.setattr(hooks, "token_lengths", failing_on_sync(hooks.token_lengths))
+    monkeypatch.setattr(hooks, "token_lengths", failing_on_sync(hooks.token_lengths))  # as hooks.py imports them
     monkeypatch.setattr(hooks, "double_batch", failing_on_sync(hooks.double_batch))
     monkeypatch.setattr(NoisePlan, "apply", failing_on_sync(NoisePlan.apply))
     model = tiny.model(attn_implementation="sdpa" if layout == "padded" else "varlen_reference").to(DEVICE)

@@ -12,11 +12,15 @@ from symnoise_trl import (
     SymNoiseSFTConfig,
     SymNoiseSFTTrainer,
     activate_symnoise,
+    active_symnoise_hook,
     deactivate_symnoise,
     symnoise_forward,
 )
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "custom_loop.py"
 
@@ -78,7 +82,7 @@ def test_peft_model_hooks_the_base_embeddings():
     model = tiny.model()
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
     hook = activate_symnoise(peft_model, alpha=2.0)
-    assert model.get_input_embeddings()._symnoise_hook is hook
+    assert active_symnoise_hook(peft_model) is hook and active_symnoise_hook(model) is hook
     assert deactivate_symnoise(peft_model)
 
 

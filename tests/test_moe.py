@@ -12,8 +12,10 @@ from transformers import DataCollatorForSeq2Seq, MixtralConfig, MixtralForCausal
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer, SymNoiseTrainer, SymNoiseTrainingArguments
 
-import tiny
-from test_plain_trainer import tokenized
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 AUX = 0.5  # a large coefficient, so that counting the router loss twice shows
 
@@ -44,7 +46,7 @@ def train_plain(tmp_path, two_pass, alpha):
                                      max_steps=3, optim="sgd", learning_rate=0.05, logging_steps=1, report_to="none",
                                      use_cpu=True, save_strategy="no", seed=0, disable_tqdm=True, symnoise_alpha=alpha,
                                      symnoise_two_pass=two_pass)  # fmt: skip
-    trainer = SymNoiseTrainer(model=moe_model(), args=args, train_dataset=tokenized(prompt_labels=True),
+    trainer = SymNoiseTrainer(model=moe_model(), args=args, train_dataset=tiny.tokenized(prompt_labels=True),
                               data_collator=DataCollatorForSeq2Seq(tiny.tokenizer(), padding=True))  # fmt: skip
     trainer.train()
     return trainer

@@ -7,7 +7,10 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 LORA = dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
 

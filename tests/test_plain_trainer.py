@@ -9,41 +9,25 @@ import warnings
 import pytest
 import torch
 from transformers import (
-    DataCollatorForLanguageModeling,
-    DataCollatorForSeq2Seq,
     Trainer,
     TrainingArguments,
 )
 
-from symnoise_trl import SymNoiseArguments, SymNoiseMixin, SymNoiseTrainer, SymNoiseTrainingArguments
-from symnoise_trl.hooks import SymNoiseHook
+from symnoise_trl import (
+    SymNoiseArguments,
+    SymNoiseMixin,
+    SymNoiseTrainer,
+    SymNoiseTrainingArguments,
+    active_symnoise_hook,
+)
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 ALPHA = 5.0
 D = 64
-
-
-def tokenized(n=32, seed=0, prompt_labels=False):
-    """input_ids of prompt + completion; with `prompt_labels`, also labels with the prompt masked (-100)."""
-    tok = tiny.tokenizer()
-    data = tiny.prompt_completion_dataset(n, seed)
-
-    def encode(row):
-        prompt = tok(row["prompt"])["input_ids"]
-        ids = tok(row["prompt"] + row["completion"])["input_ids"] + [tok.eos_token_id]
-        out = {"input_ids": ids}
-        if prompt_labels:
-            out["labels"] = [-100] * len(prompt) + ids[len(prompt) :]
-        return out
-
-    return data.map(encode, remove_columns=data.column_names)
-
-
-COLLATORS = {
-    "language_modeling": lambda: DataCollatorForLanguageModeling(tiny.tokenizer(), mlm=False),
-    "padding_with_labels": lambda: DataCollatorForSeq2Seq(tiny.tokenizer(), padding=True),
-}
 
 
 class Recording(SymNoiseTrainer):
@@ -59,8 +43,8 @@ def run(trainer_cls, args_cls, tmp_path, collator="padding_with_labels", model=N
     trainer = trainer_cls(
         model=model or tiny.model(),
         args=args_cls(**{**defaults, **overrides}),
-        train_dataset=tokenized(prompt_labels=collator == "padding_with_labels"),
-        data_collator=COLLATORS[collator](),
+        train_dataset=tiny.tokenized(prompt_labels=collator == "padding_with_labels"),
+        data_collator=tiny.COLLATORS[collator](),
     )
     trainer.train()
     return trainer
@@ -70,7 +54,7 @@ def logs(trainer):
     return [h for h in trainer.state.log_history if "loss" in h]
 
 
-@pytest.mark.parametrize("collator", list(COLLATORS))
+@pytest.mark.parametrize("collator", list(tiny.COLLATORS))
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_alpha_zero_reproduces_trainer(tmp_path, collator, accumulation):
     # SGD: parameters move linearly with the gradients (Adam turns float noise in near-zero gradient entries, from the
@@ -86,7 +70,7 @@ def test_alpha_zero_reproduces_trainer(tmp_path, collator, accumulation):
         torch.testing.assert_close(d, p, rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("collator", list(COLLATORS))
+@pytest.mark.parametrize("collator", list(tiny.COLLATORS))
 def test_loss_is_the_mean_of_the_two_halves(tmp_path, collator):
     model = tiny.model()
     reference = copy.deepcopy(model)
@@ -115,9 +99,9 @@ def test_eval_and_predict_see_the_plain_model_and_the_hook_goes(tmp_path):
                                      per_device_eval_batch_size=4, eval_strategy="steps", eval_steps=1,
                                      report_to="none", use_cpu=True, save_strategy="no", symnoise_alpha=ALPHA,
                                      disable_tqdm=True)  # fmt: skip
-    trainer = SymNoiseTrainer(model=model, args=args, train_dataset=tokenized(prompt_labels=True),
-                              eval_dataset=tokenized(8, seed=1, prompt_labels=True),
-                              data_collator=COLLATORS["padding_with_labels"]())  # fmt: skip
+    trainer = SymNoiseTrainer(model=model, args=args, train_dataset=tiny.tokenized(prompt_labels=True),
+                              eval_dataset=tiny.tokenized(8, seed=1, prompt_labels=True),
+                              data_collator=tiny.COLLATORS["padding_with_labels"]())  # fmt: skip
     trainer.train()
     trainer.predict(trainer.eval_dataset)
     evals = [c for c in recorder.calls if not c["training"]]
@@ -127,15 +111,13 @@ def test_eval_and_predict_see_the_plain_model_and_the_hook_goes(tmp_path):
         assert call["raw"].shape[0] == 4 and torch.equal(call["received"], call["raw"])
     for call in trains:
         assert call["raw"].shape[0] == 8 and not torch.equal(call["received"], call["raw"])
-    embeddings = model.get_input_embeddings()
-    assert not hasattr(embeddings, "_symnoise_hook")
-    assert not any(isinstance(h, SymNoiseHook) for h in embeddings._forward_hooks.values())
+    assert active_symnoise_hook(model) is None
 
 
 def test_training_arguments_without_symnoise_fields_warn(tmp_path):
     with pytest.warns(UserWarning, match="SymNoiseTrainer got a TrainingArguments, which has no `symnoise_alpha`"):
         trainer = SymNoiseTrainer(model=tiny.model(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True),
-                                  train_dataset=tokenized())  # fmt: skip
+                                  train_dataset=tiny.tokenized())  # fmt: skip
     assert isinstance(trainer.args, SymNoiseTrainingArguments) and trainer.args.symnoise_alpha is None
 
 
@@ -157,10 +139,10 @@ def test_any_trainer_subclass_gets_symnoise_by_mixing_it_in(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # arguments with the fields mixed in are taken as they are, without a warning
         args = CustomArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", symnoise_alpha=ALPHA)
-        assert SymNoiseTrainer(model=tiny.model(), args=args, train_dataset=tokenized()).args is args
+        assert SymNoiseTrainer(model=tiny.model(), args=args, train_dataset=tiny.tokenized()).args is args
     with pytest.warns(UserWarning, match="mixes in SymNoiseMixin, but its arguments \\(TrainingArguments\\) have no"):
         CustomSymNoiseTrainer(model=tiny.model(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True),
-                              train_dataset=tokenized())  # fmt: skip
+                              train_dataset=tiny.tokenized())  # fmt: skip
 
 
 def test_model_card_names_symnoise_and_cites_the_paper(tmp_path):

@@ -6,13 +6,12 @@ import copy
 
 import pytest
 import torch
-from test_trainer import RecordingTrainer, step_logs
 from trl import SFTConfig, SFTTrainer
 
 from symnoise_trl import SymNoiseSFTConfig
 from symnoise_trl.quickstart.tiny_model import build_model
 
-import tiny
+from helpers import tiny
 
 
 def smollm_shaped(dtype=torch.bfloat16):
@@ -34,8 +33,8 @@ def train(trainer_cls, config_cls, tmp_path, model, tokenizer, **overrides):
 
 def test_alpha_zero_is_sft_with_tied_embeddings_pad_as_eos_in_bf16(tmp_path):
     plain = train(SFTTrainer, SFTConfig, tmp_path, *smollm_shaped())
-    doubled = train(RecordingTrainer, SymNoiseSFTConfig, tmp_path, *smollm_shaped(), symnoise_alpha=0.0)
-    for p, d in zip(step_logs(plain), step_logs(doubled), strict=True):
+    doubled = train(tiny.BatchRecordingTrainer, SymNoiseSFTConfig, tmp_path, *smollm_shaped(), symnoise_alpha=0.0)
+    for p, d in zip(tiny.step_logs(plain), tiny.step_logs(doubled), strict=True):
         assert d["num_tokens"] == p["num_tokens"]
         assert d["loss"] == pytest.approx(p["loss"], rel=1e-2)  # bf16: the doubled batch sums in another order
     batch = doubled.batches[0]
@@ -48,7 +47,9 @@ def test_loss_is_the_mean_of_the_halves_with_tied_embeddings_in_bf16(tmp_path):
     model, tokenizer = smollm_shaped()
     reference = copy.deepcopy(model)
     recorder = tiny.EmbeddingRecorder(model)
-    trainer = train(RecordingTrainer, SymNoiseSFTConfig, tmp_path, model, tokenizer, symnoise_alpha=5.0, max_steps=1)
+    trainer = train(
+        tiny.BatchRecordingTrainer, SymNoiseSFTConfig, tmp_path, model, tokenizer, symnoise_alpha=5.0, max_steps=1
+    )
     batch, call = trainer.batches[0], [c for c in recorder.calls if c["training"]][0]
     b = batch["input_ids"].shape[0]
     assert call["received"].shape[0] == 2 * b and call["received"].dtype == torch.bfloat16
@@ -56,5 +57,5 @@ def test_loss_is_the_mean_of_the_halves_with_tied_embeddings_in_bf16(tmp_path):
     with torch.no_grad():
         losses = [reference(inputs_embeds=h, labels=batch["labels"], attention_mask=mask).loss.item()
                   for h in (call["received"][:b], call["received"][b:])]  # fmt: skip
-    assert step_logs(trainer)[0]["loss"] == pytest.approx(sum(losses) / 2, rel=2e-2)
+    assert tiny.step_logs(trainer)[0]["loss"] == pytest.approx(sum(losses) / 2, rel=2e-2)
     assert losses[0] != losses[1]

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from test_kernel import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 
 from symnoise_trl.kernels import symnoise_torch as torch_backend
 from symnoise_trl.kernels.reference import symnoise_reference
+
+from helpers.kernel_cases import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 
 
 def more_special_values(x: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,19 @@ import torch
 from transformers import TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
-from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
-from symnoise_trl.hooks import SymNoiseHook
+from symnoise_trl import (
+    SymNoiseHook,
+    SymNoiseSFTConfig,
+    SymNoiseSFTTrainer,
+    activate_symnoise,
+    active_symnoise_hook,
+    deactivate_symnoise,
+)
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 ALPHA = 5.0
 D = 64  # hidden size of the tiny model
@@ -25,14 +34,6 @@ LAYOUTS = {
     "assistant_only": dict(assistant_only_loss=True),  # conversational data, loss on {% generation %} spans
 }
 VARLEN = ("padding_free", "packing")
-
-
-class RecordingTrainer(SymNoiseSFTTrainer):
-    """Keeps a copy of every training batch the Trainer gives to training_step (before SymNoise doubles it)."""
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        self.batches = getattr(self, "batches", []) + [tiny.tensor_copy(inputs)]
-        return super().training_step(model, inputs, num_items_in_batch)
 
 
 def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overrides):
@@ -49,15 +50,11 @@ def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overri
     return trainer
 
 
-def step_logs(trainer):
-    return [h for h in trainer.state.log_history if "loss" in h]
-
-
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_alpha_zero_reproduces_sft(tmp_path, layout):
     plain = run(SFTTrainer, SFTConfig, tmp_path, layout)
     doubled = run(SymNoiseSFTTrainer, SymNoiseSFTConfig, tmp_path, layout, symnoise_alpha=0.0)
-    plain_logs, doubled_logs = step_logs(plain), step_logs(doubled)
+    plain_logs, doubled_logs = tiny.step_logs(plain), tiny.step_logs(doubled)
     assert len(plain_logs) == len(doubled_logs) == 3
     for p, d in zip(plain_logs, doubled_logs, strict=True):
         assert d["num_tokens"] == p["num_tokens"]
@@ -72,13 +69,13 @@ def test_alpha_none_is_sft_and_attaches_nothing(tmp_path):
 
     class Spy(SymNoiseSFTTrainer):
         def training_step(self, *args, **kwargs):
-            seen.append(getattr(self.model.get_input_embeddings(), "_symnoise_hook", None))
+            seen.append(active_symnoise_hook(self.model))
             return super().training_step(*args, **kwargs)
 
     plain = run(SFTTrainer, SFTConfig, tmp_path)
     off = run(Spy, SymNoiseSFTConfig, tmp_path)
     assert seen == [None] * 3
-    assert [h["loss"] for h in step_logs(off)] == [h["loss"] for h in step_logs(plain)]
+    assert [h["loss"] for h in tiny.step_logs(off)] == [h["loss"] for h in tiny.step_logs(plain)]
 
 
 @pytest.mark.parametrize("layout", ["padded", "packing"])
@@ -87,7 +84,7 @@ def test_loss_is_the_mean_of_the_two_halves(tmp_path, layout):
     model = tiny.model(attn_implementation=attn)
     reference = copy.deepcopy(model)  # before the trainer patches the forward: the plain HF model and loss
     recorder = tiny.EmbeddingRecorder(model)
-    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, layout, model=model, symnoise_alpha=ALPHA,
+    trainer = run(tiny.BatchRecordingTrainer, SymNoiseSFTConfig, tmp_path, layout, model=model, symnoise_alpha=ALPHA,
                   max_steps=1)  # fmt: skip
     batch = trainer.batches[0]
     received = [c for c in recorder.calls if c["training"]][0]["received"]
@@ -103,7 +100,7 @@ def test_loss_is_the_mean_of_the_two_halves(tmp_path, layout):
             halves = received[:, :t], received[:, t:]
         losses = [reference(inputs_embeds=h, labels=batch["labels"], **extra).loss for h in halves]
     # Each copy has the same number of label tokens, so the doubled batch's token mean is the mean of the two means.
-    assert step_logs(trainer)[0]["loss"] == pytest.approx((losses[0].item() + losses[1].item()) / 2, rel=1e-5)
+    assert tiny.step_logs(trainer)[0]["loss"] == pytest.approx((losses[0].item() + losses[1].item()) / 2, rel=1e-5)
     assert losses[0].item() != pytest.approx(losses[1].item(), rel=1e-6)  # the halves really differ
 
 
@@ -111,7 +108,7 @@ def test_loss_is_the_mean_of_the_two_halves(tmp_path, layout):
 def test_decoder_receives_symmetric_noise_of_the_right_size(tmp_path, length):
     model = tiny.model()
     recorder = tiny.EmbeddingRecorder(model)
-    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, model=model, symnoise_alpha=ALPHA,
+    trainer = run(tiny.BatchRecordingTrainer, SymNoiseSFTConfig, tmp_path, model=model, symnoise_alpha=ALPHA,
                   symnoise_length=length, max_steps=2)  # fmt: skip
     training_calls = [c for c in recorder.calls if c["training"]]
     assert len(training_calls) == 2
@@ -138,8 +135,8 @@ def test_decoder_receives_symmetric_noise_of_the_right_size(tmp_path, length):
 def test_packed_noise_uses_each_sequence_length(tmp_path):
     model = tiny.model(attn_implementation="varlen_reference")
     recorder = tiny.EmbeddingRecorder(model)
-    trainer = run(RecordingTrainer, SymNoiseSFTConfig, tmp_path, "packing", model=model, symnoise_alpha=ALPHA,
-                  max_steps=1)  # fmt: skip
+    trainer = run(tiny.BatchRecordingTrainer, SymNoiseSFTConfig, tmp_path, "packing", model=model,
+                  symnoise_alpha=ALPHA, max_steps=1)  # fmt: skip
     batch, call = trainer.batches[0], [c for c in recorder.calls if c["training"]][0]
     t = batch["input_ids"].shape[1]
     if "cu_seq_lens_q" in batch:
@@ -179,8 +176,7 @@ def test_eval_predict_and_generate_see_the_plain_model(tmp_path):
         assert call["raw"].shape[0] in (1, 4)  # no doubling
     for call in trains:
         assert call["raw"].shape[0] == 8 and not torch.equal(call["received"], call["raw"])
-    assert not hasattr(trainer.model.get_input_embeddings(), "_symnoise_hook")
-    assert not any(isinstance(h, SymNoiseHook) for h in trainer.model.get_input_embeddings()._forward_hooks.values())
+    assert active_symnoise_hook(trainer.model) is None
 
 
 def test_hook_is_removed_when_training_raises(tmp_path):
@@ -188,16 +184,16 @@ def test_hook_is_removed_when_training_raises(tmp_path):
 
     class Boom(SymNoiseSFTTrainer):
         def training_step(self, *args, **kwargs):
-            assert isinstance(self.model.get_input_embeddings()._symnoise_hook, SymNoiseHook)  # attached in train()
+            assert isinstance(active_symnoise_hook(self.model), SymNoiseHook)  # attached in train()
             if self.state.global_step == 1:
                 raise RuntimeError("boom")
             return super().training_step(*args, **kwargs)
 
     with pytest.raises(RuntimeError, match="boom"):
         run(Boom, SymNoiseSFTConfig, tmp_path, model=model, symnoise_alpha=ALPHA)
-    embeddings = model.get_input_embeddings()
-    assert not hasattr(embeddings, "_symnoise_hook")
-    assert not any(isinstance(h, SymNoiseHook) for h in embeddings._forward_hooks.values())
+    assert active_symnoise_hook(model) is None
+    activate_symnoise(model, alpha=ALPHA)  # the trainer's hook is gone: a new one can be attached
+    assert deactivate_symnoise(model)
 
 
 @pytest.mark.parametrize("config_cls", [SFTConfig, TrainingArguments])
@@ -215,7 +211,7 @@ def test_a_config_without_symnoise_fields_warns_once_and_trains_plain_sft(tmp_pa
     assert ours[0].filename == __file__  # points at the caller's line
     assert trainer.args.symnoise_alpha is None
     plain = run(SFTTrainer, SFTConfig, tmp_path, max_steps=2)
-    assert [h["loss"] for h in step_logs(trainer)] == [h["loss"] for h in step_logs(plain)]
+    assert [h["loss"] for h in tiny.step_logs(trainer)] == [h["loss"] for h in tiny.step_logs(plain)]
 
 
 def test_no_config_warns_that_symnoise_is_off():

@@ -5,7 +5,10 @@ import torch
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
 
-import tiny
+from helpers import tiny
+
+# Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
+pytestmark = pytest.mark.floors
 
 SETTINGS = {
     "padded": dict(),

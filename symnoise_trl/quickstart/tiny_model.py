@@ -7,15 +7,13 @@ tiny_model_path; print(tiny_model_path())")`.
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from ..cache import built_once, cache_dir
 from .tasks import DATA_DIR
 
 VERSION = "tiny-llama-v1"  # bump when the recipe below changes: the cache is keyed by it
@@ -27,11 +25,6 @@ CHAT_TEMPLATE = (
     "{% else %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n' }}{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
-
-
-def cache_dir() -> Path:
-    """$SYMNOISE_TRL_CACHE, else ~/.cache/symnoise_trl."""
-    return Path(os.environ.get("SYMNOISE_TRL_CACHE", Path.home() / ".cache" / "symnoise_trl"))
 
 
 def build_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE, chat_template: str = CHAT_TEMPLATE):
@@ -62,24 +55,6 @@ def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **config) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
-
-
-def built_once(path: Path, build) -> Path:
-    """The folder `path`, made on first use by `build(folder)` into a staging folder that then takes its name: a
-    concurrent builder either wins or finds the folder complete, and a failed build leaves nothing behind."""
-    if (path / "config.json").exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
-    try:
-        build(staging)
-        os.replace(staging, path)
-    except OSError:
-        if not (path / "config.json").exists():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
 
 
 def tiny_model_path() -> Path:

@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .report import pyplot, table
+from ..report import pyplot, table
 
 SETTINGS = {
     "none": [],

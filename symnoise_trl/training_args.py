@@ -1,13 +1,17 @@
-"""The SymNoise fields of a trainer's arguments, validated where they enter: `SymNoiseArguments` (mixed into any
-`TrainingArguments` subclass) and `SymNoiseTrainingArguments` (transformers' `TrainingArguments` with them)."""
+"""Core: the `symnoise_*` fields of a trainer's arguments, validated where they enter, and their conversion.
 
+`SymNoiseArguments` mixes them into any `TrainingArguments` subclass, `SymNoiseTrainingArguments` is transformers'
+`TrainingArguments` with them, `with_symnoise_fields` converts other arguments as a trainer receives them.
+"""
+
+import warnings
 from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
-from .kernels.reference import MAX_SEED
+from .kernels.reference import check_seed
 from .kernels.symnoise_op import BACKENDS
-from .settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
+from .noise_settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
 
 
 @dataclass
@@ -93,47 +97,81 @@ class SymNoiseArguments:
     )
 
     def __post_init__(self):
-        # The noise fields are checked by SymNoiseSettings, also while SymNoise is off (alpha None): a typo in one of
-        # them is an error whether or not alpha is set.
-        self._symnoise_settings(0.0 if self.symnoise_alpha is None else self.symnoise_alpha)
-        seed = self.symnoise_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
-            raise ValueError(f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {seed!r}")
-        if self.symnoise_alpha is None:
+        # The fields are checked here, when the arguments are built (the earliest point, so that a CLI or a YAML file
+        # fails before anything loads), and once more by the trainer's train(), through the same method, since
+        # TrainingArguments are mutable. The noise fields are checked also while SymNoise is off (alpha None): a
+        # typo in one of them is an error whether or not alpha is set.
+        if self.symnoise_seed is not None:
+            try:
+                self.symnoise_seed = check_seed(self.symnoise_seed)  # the op's rule; a numpy integer becomes an int
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {self.symnoise_seed!r}"
+                ) from None
+        self.symnoise_settings(check_unused=True)
+        super().__post_init__()  # the TrainingArguments subclass this is mixed into
+
+    def symnoise_settings(self, check_unused: bool = False) -> SymNoiseSettings | None:
+        """The noise these arguments train with, validated, or None when SymNoise is off (`symnoise_alpha` None).
+
+        Also checks how the fields combine: `neftune_noise_alpha` beside SymNoise, `symnoise_two_pass` with a
+        one-sided distribution, and (`check_unused`) another `symnoise_*` field set while SymNoise is off."""
+        alpha = self.symnoise_alpha
+        try:
+            settings = SymNoiseSettings(
+                alpha=0.0 if alpha is None else alpha,
+                length=self.symnoise_length,
+                distribution=self.symnoise_distribution,
+                backend=self.symnoise_backend,
+            )
+        except SettingError as error:  # name the field
+            raise ValueError(f"`symnoise_{error.setting}` {error.problem}") from None
+        if alpha is None:
             # The other symnoise_* fields mean nothing while SymNoise is off: setting one is a forgotten alpha.
-            changed = [f.name for f in fields(self)
-                       if f.name.startswith("symnoise_") and getattr(self, f.name) != f.default]  # fmt: skip
-            if changed:
+            changed = [f.name for f in fields(SymNoiseArguments) if getattr(self, f.name) != f.default]
+            if check_unused and changed:
                 raise ValueError(
                     f"{', '.join(f'`{name}`' for name in changed)} set while `symnoise_alpha` is None (SymNoise off): "
                     "set `symnoise_alpha` (e.g. 5) to train with SymNoise, or leave these at their defaults"
                 )
-        elif self.neftune_noise_alpha is not None:
+            return None
+        if self.neftune_noise_alpha is not None:
             raise ValueError(
-                f"`symnoise_alpha` ({self.symnoise_alpha}) and `neftune_noise_alpha` ({self.neftune_noise_alpha}) are "
-                "both set; choose one: NEFTune's hook would add its noise to both SymNoise halves."
+                f"`symnoise_alpha` ({alpha}) and `neftune_noise_alpha` ({self.neftune_noise_alpha}) are both set; "
+                "choose one: NEFTune's hook would add its noise to both SymNoise halves."
             )
-        if self.symnoise_two_pass and self.symnoise_distribution != "symmetric":
+        if self.symnoise_two_pass and not settings.symmetric:
             raise ValueError(
                 "`symnoise_two_pass` splits the two SymNoise copies; it needs `symnoise_distribution='symmetric'`, "
                 f"got {self.symnoise_distribution!r}"
             )
-        super().__post_init__()  # the TrainingArguments subclass this is mixed into
-
-    @property
-    def symnoise_settings(self) -> SymNoiseSettings | None:
-        """The noise this config trains with, or None when SymNoise is off (`symnoise_alpha` None)."""
-        return None if self.symnoise_alpha is None else self._symnoise_settings(self.symnoise_alpha)
-
-    def _symnoise_settings(self, alpha) -> SymNoiseSettings:
-        try:
-            return SymNoiseSettings(alpha=alpha, length=self.symnoise_length, distribution=self.symnoise_distribution,
-                                    backend=self.symnoise_backend)  # fmt: skip
-        except SettingError as error:  # name the config's field
-            raise ValueError(f"`symnoise_{error.setting}` {error.problem}") from None
+        return settings
 
 
 @dataclass
 class SymNoiseTrainingArguments(SymNoiseArguments, TrainingArguments):
     """Arguments of [`SymNoiseTrainer`]: every field of transformers' [`~transformers.TrainingArguments`], plus the
     `symnoise_*` fields of [`SymNoiseArguments`]."""
+
+
+def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir: str, accept=None):
+    """`args` as the trainer takes them: as they are if an instance of `accept` (default `config_cls`), else
+    converted to `config_cls` (a class with the symnoise_* fields), as TRL's trainers convert TrainingArguments to
+    their config. Arguments without the fields turn SymNoise off, which is worth a warning: it is usually a
+    forgotten config class."""
+    if isinstance(args, accept or config_cls):
+        return args
+    if not isinstance(args, SymNoiseArguments):
+        given = "no arguments" if args is None else f"a {type(args).__name__}"
+        warnings.warn(
+            f"{trainer_name} got {given}, which has no `symnoise_alpha`: SymNoise is off and the trainer trains "
+            f"without it. Pass {config_cls.__name__}(symnoise_alpha=5.0, ...) to train with SymNoise.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if args is None:
+        return config_cls(default_output_dir)
+    dict_args = args.to_dict()
+    # to_dict hides every `*_token` field: hub_token, and SFTConfig's eos_token and pad_token (tokens, not secrets)
+    dict_args.update({name: getattr(args, name) for name in dict_args if name.endswith("_token")})
+    return config_cls(**dict_args)

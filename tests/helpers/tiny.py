@@ -1,13 +1,21 @@
-"""Tiny models, tokenizers and data built in code for the trainer tests (nothing is downloaded)."""
+"""Tiny models, tokenizers, data and recording helpers built in code for the trainer tests (nothing is downloaded)."""
 
 import functools
 import random
 
 import torch
 from datasets import Dataset
-from transformers import AttentionInterface, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AttentionInterface,
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    TrainerCallback,
+)
 from transformers.masking_utils import AttentionMaskInterface
 
+from symnoise_trl import SymNoiseSFTTrainer
 from symnoise_trl.quickstart.tiny_model import build_model, build_tokenizer
 
 CHAT_TEMPLATE = (
@@ -126,14 +134,55 @@ class EmbeddingRecorder:
         self.calls[-1]["received"] = hidden.detach().clone()  # a checkpointed recompute writes the same value
 
 
-class RecordSeeds:
-    """Mix in before a SymNoise trainer: keeps (global step, seed) of every training micro-batch in `self.seeds`."""
+def record_seeds(trainer) -> list[tuple[int, int]]:
+    """A list that fills, while `trainer` trains, with (global step, seed) of every SymNoise training micro-batch,
+    read from the trainer's public `symnoise_seeds` after each micro-step."""
+    seeds = []
 
-    def _next_symnoise_seed(self):
-        seed = super()._next_symnoise_seed()
-        self.seeds = getattr(self, "seeds", []) + [(self.state.global_step, seed)]
-        return seed
+    class SeedLog(TrainerCallback):
+        def on_substep_end(self, args, state, control, **kwargs):
+            draw = trainer.symnoise_seeds.last
+            seeds.append((draw.global_step, draw.seed))
+
+        on_step_end = on_substep_end
+
+    trainer.add_callback(SeedLog())
+    return seeds
 
 
 def tensor_copy(batch: dict) -> dict:
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def tokenized(n=32, seed=0, prompt_labels=False):
+    """input_ids of prompt + completion; with `prompt_labels`, also labels with the prompt masked (-100)."""
+    tok = tokenizer()
+    data = prompt_completion_dataset(n, seed)
+
+    def encode(row):
+        prompt = tok(row["prompt"])["input_ids"]
+        ids = tok(row["prompt"] + row["completion"])["input_ids"] + [tok.eos_token_id]
+        out = {"input_ids": ids}
+        if prompt_labels:
+            out["labels"] = [-100] * len(prompt) + ids[len(prompt) :]
+        return out
+
+    return data.map(encode, remove_columns=data.column_names)
+
+
+COLLATORS = {
+    "language_modeling": lambda: DataCollatorForLanguageModeling(tokenizer(), mlm=False),
+    "padding_with_labels": lambda: DataCollatorForSeq2Seq(tokenizer(), padding=True),
+}
+
+
+class BatchRecordingTrainer(SymNoiseSFTTrainer):
+    """Keeps a copy of every training batch the Trainer gives to training_step (before SymNoise doubles it)."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.batches = getattr(self, "batches", []) + [tensor_copy(inputs)]
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def step_logs(trainer):
+    return [h for h in trainer.state.log_history if "loss" in h]

@@ -1,10 +1,10 @@
-"""`SymNoiseSFTConfig`: TRL's `SFTConfig` plus the SymNoise fields."""
+"""Core: `SymNoiseSFTConfig`, TRL's `SFTConfig` plus the `symnoise_*` fields."""
 
 from dataclasses import dataclass
 
 from trl import SFTConfig
 
-from .arguments import SymNoiseArguments
+from .training_args import SymNoiseArguments
 
 
 @dataclass

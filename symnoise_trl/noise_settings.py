@@ -1,7 +1,7 @@
-"""`SymNoiseSettings`: what the embedding hook needs to know to noise a batch, validated once, where it is built.
+"""Core: `SymNoiseSettings`, the noise a SymNoise hook applies (alpha, L, distribution, backend), checked when built.
 
-The trainer's config builds it from its `symnoise_*` fields, `activate_symnoise` from its arguments; the hook stores
-it and the batch code reads it without checking again.
+Built from the `symnoise_*` fields of a trainer's arguments (`training_args.py`) or from `activate_symnoise`'s
+arguments (`hooks.py`); the hook, the noise plan and the op take its values as checked.
 """
 
 import math
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from .kernels.symnoise_op import BACKENDS
-from .noise import ONE_SIDED
+from .one_sided_noise import ONE_SIDED
 
 # What L is in s = alpha / sqrt(3 L d): each sequence's real length, or the padded length of the batch.
 LENGTH_MODES = ("sequence", "padded")
@@ -36,7 +36,7 @@ class SymNoiseSettings:
         length: "sequence" (L = each sequence's real length, no noise on padding) or "padded" (L = the padded length,
             noise everywhere, like transformers' NEFTune hook).
         distribution: "symmetric" (SymNoise: two copies), or a one-sided noise for ablations, RMS-matched at the same
-            alpha: "rademacher", "uniform" (NEFTune), "gaussian" (see `symnoise_trl.noise`).
+            alpha: "rademacher", "uniform" (NEFTune), "gaussian" (see `symnoise_trl.one_sided_noise`).
         backend: "auto", "triton" or "torch" (see `symnoise_trl.kernels.symnoise`).
     """
 

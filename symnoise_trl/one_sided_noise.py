@@ -1,4 +1,4 @@
-"""The one-sided noises of the paper's ablation, RMS-matched to SymNoise at the same alpha.
+"""Core: the one-sided noises of the paper's ablation, RMS-matched to SymNoise at the same alpha.
 
 Per element, with s = alpha / sqrt(3 * L * d) (the RMS of every distribution here):
   rademacher  X + s * eps, eps = +-1 signs (the paper's "Bernoulli"), from the SymNoise op's stream (half="plus")
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .kernels import symnoise
+from .kernels.symnoise_op import symnoise_unchecked
 
 
 def _unit_uniform(shape, generator, device) -> torch.Tensor:
@@ -27,14 +27,12 @@ ONE_SIDED = ("rademacher", *_UNIT_NOISE)
 
 
 def one_sided_noise(
-    x: torch.Tensor, scale: torch.Tensor, seed: int | torch.Tensor, distribution: str, backend: str = "auto"
-):
-    """x + noise of `distribution` (one of ONE_SIDED) with per-row RMS `scale` (shape x.shape[:-1]); rows with
-    scale 0 unchanged."""
-    if distribution not in ONE_SIDED:
-        raise ValueError(f"distribution must be one of {ONE_SIDED}, got {distribution!r}")
+    x: torch.Tensor, scale: torch.Tensor, seed: torch.Tensor, distribution: str, backend: str = "auto"
+) -> torch.Tensor:
+    """x + noise of `distribution` (one of ONE_SIDED) with per-row RMS `scale` (fp32, shape x.shape[:-1]); rows with
+    scale 0 unchanged. `seed` is a 0-d int64 CPU tensor. The arguments are taken as checked (`SymNoiseSettings`)."""
     if distribution == "rademacher":
-        return symnoise(x, scale, seed, half="plus", backend=backend, check_scale=False)
+        return symnoise_unchecked(x, scale, seed, half="plus", backend=backend)
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
     unit = _UNIT_NOISE[distribution](x.shape, generator, x.device)
     return (x.float() + unit * scale[..., None]).to(x.dtype)

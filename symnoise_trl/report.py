@@ -1,4 +1,4 @@
-"""Tables, CSV files and plots, for the research harness and the benchmarks alike."""
+"""Core: Markdown tables, CSV files and plots, shared by the research harness and the benchmarks."""
 
 import csv
 from pathlib import Path

@@ -1,0 +1,88 @@
+"""Core: every private or undocumented name of transformers and TRL that symnoise-trl relies on, in one place.
+
+Each helper says which behaviour of which library it relies on; the version floors' suite (scripts/test_floors.sh)
+and the trainer tests fail when one of them moves. Nothing else in the package touches these names.
+"""
+
+import contextlib
+
+
+def trl_model_card(*, name: str | None = None, tags: list[str] | None = None, paper: dict | None = None):
+    """Class decorator for a TRL trainer (or a mixin of one): the model card TRL writes
+    (`BaseTrainer.create_model_card`, at every save) reads the class attributes `_name` (the training procedure),
+    `_tag_names` and `_paper` ({"title", "id", "citation"}), as TRL's DPOTrainer sets them. Sets those given."""
+
+    def decorate(cls):
+        for attribute, value in (("_name", name), ("_tag_names", tags), ("_paper", paper)):
+            if value is not None:
+                setattr(cls, attribute, value)
+        return cls
+
+    return decorate
+
+
+@contextlib.contextmanager
+def real_tokens_counted_once(trainer):
+    """Around the forward(s) of both SymNoise copies: count their real tokens once in the `num_tokens` metric.
+
+    Relies on TRL's SFTTrainer.compute_loss adding each training batch's token count (attention_mask.sum(), or
+    position_ids.size(1) when padding-free) to the private `_total_train_tokens`, which it logs from
+    `_metrics["train"]["num_tokens"]`. The model ran on both copies (one doubled batch, or two passes), so every real
+    token was counted twice inside the block: halve what the block added. transformers' Trainer counts tokens before
+    `training_step` (it has no `_total_train_tokens`): nothing to correct."""
+    if not hasattr(trainer, "_total_train_tokens"):
+        yield
+        return
+    before = trainer._total_train_tokens
+    yield
+    trainer._total_train_tokens = before + (trainer._total_train_tokens - before) // 2
+    trainer._metrics["train"]["num_tokens"] = [trainer._total_train_tokens]
+
+
+def loss_is_normalised_by_count(trainer, num_items_in_batch) -> bool:
+    """Whether Trainer.training_step takes the loss of `compute_loss` as normalised by `num_items_in_batch` (else it
+    divides it by `current_gradient_accumulation_steps` before the backward). Relies on Trainer's rule:
+    `loss_is_scaled_for_ga` when set (transformers >= 5.19), else a count is given and the model takes loss kwargs
+    (`model_accepts_loss_kwargs`), or a `compute_loss_func` is set."""
+    scaled = getattr(trainer, "loss_is_scaled_for_ga", None)
+    if scaled is not None:
+        return scaled
+    return (trainer.model_accepts_loss_kwargs and num_items_in_batch is not None) or (
+        trainer.compute_loss_func is not None
+    )
+
+
+@contextlib.contextmanager
+def accumulation_steps_doubled(trainer):
+    """Halve the loss of the `training_step` calls inside the block, for a loss that Trainer divides by
+    `current_gradient_accumulation_steps` (set by Trainer's loop for each accumulation window)."""
+    steps = trainer.current_gradient_accumulation_steps
+    trainer.current_gradient_accumulation_steps = 2 * steps
+    try:
+        yield
+    finally:
+        trainer.current_gradient_accumulation_steps = steps
+
+
+@contextlib.contextmanager
+def router_loss_halved(trainer, model):
+    """Halve a mixture-of-experts router auxiliary loss inside the block, wherever the stack reads its coefficient
+    `router_aux_loss_coef`: TRL's SFTTrainer attribute (TRL 1.16), the model config (TRL 1.14's fused forward) and
+    transformers' MoE models (their own loss, under a plain Trainer). `model` is the unwrapped transformers model."""
+    config = getattr(model, "config", None)
+    owners = [owner for owner in (trainer, model, config) if hasattr(owner, "router_aux_loss_coef")]
+    saved = [(owner, owner.router_aux_loss_coef) for owner in owners]
+    for owner, coefficient in saved:
+        owner.router_aux_loss_coef = coefficient / 2
+    try:
+        yield
+    finally:
+        for owner, coefficient in saved:
+            owner.router_aux_loss_coef = coefficient
+
+
+def model_parallelism_in_use(accelerator) -> bool:
+    """Whether accelerate shards or shares the batch across ranks (tensor, context or sequence parallelism), from its
+    `parallelism_config` (accelerate >= 1.10)."""
+    parallelism = getattr(accelerator, "parallelism_config", None)
+    return parallelism is not None and (parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled)
