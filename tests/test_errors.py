@@ -1,10 +1,12 @@
 """Every bad input of the op's contract (docs/noise-stream.md, section 2) raises at the op's entry, with a message
 naming the argument."""
 
+import numpy as np
 import pytest
 import torch
 
 import symnoise_trl.kernels.symnoise_op as op
+from symnoise_trl import SymNoiseSFTConfig
 from symnoise_trl.kernels import symnoise
 
 X = torch.randn(2, 3, 8)
@@ -81,7 +83,8 @@ def test_triton_backend_without_triton(monkeypatch):
 
 
 def test_triton_backend_on_cpu_without_interpreter(monkeypatch):
-    monkeypatch.setattr(op, "_triton_interpreting", lambda: False)
+    triton = pytest.importorskip("triton")
+    monkeypatch.setattr(triton.knobs.runtime, "interpret", False)  # a CPU without Triton's interpreter
     with pytest.raises(ValueError, match="backend='triton' needs a CUDA tensor"):
         symnoise(X, 0.1, 0, backend="triton")
 
@@ -92,3 +95,26 @@ def test_auto_backend_on_cpu_is_the_torch_backend(monkeypatch):
 
     monkeypatch.setattr(op, "symnoise_triton", no_triton)  # importable, interpreted: still not chosen on a CPU
     assert torch.equal(symnoise(X, 0.1, 0), symnoise(X, 0.1, 0, backend="torch"))
+
+
+@pytest.mark.parametrize("seed", [np.int64(7), np.uint32(7), np.int64(-1), np.int64(2**62) * 2, 7.0, np.float64(7)])
+def test_the_op_and_the_config_take_or_refuse_a_seed_alike(seed):
+    # One rule for the seed (kernels.reference.check_seed): a numpy integer in range is an int, anything else is not.
+    try:
+        out = symnoise(X, 0.1, seed)
+    except (TypeError, ValueError):
+        with pytest.raises(ValueError, match="`symnoise_seed` must be an int in"):
+            SymNoiseSFTConfig(output_dir="out", bf16=False, symnoise_alpha=1.0, symnoise_seed=seed)
+        return
+    assert torch.equal(out, symnoise(X, 0.1, int(seed)))
+    config = SymNoiseSFTConfig(output_dir="out", bf16=False, symnoise_alpha=1.0, symnoise_seed=seed)
+    assert config.symnoise_seed == int(seed) and type(config.symnoise_seed) is int
+
+
+def test_the_triton_launcher_refuses_a_strided_tensor():
+    pytest.importorskip("triton")
+    from symnoise_trl.kernels.symnoise_triton import symnoise_triton
+
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="symnoise_triton needs a contiguous"):
+        symnoise_triton(x.t(), None, 0.1, 0, "both")
