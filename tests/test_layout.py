@@ -3,6 +3,7 @@ folder is packaged, and the repository's `kernels/` folder never poses as Huggin
 
 import ast
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -147,6 +148,31 @@ def test_every_package_folder_is_packaged():
     }
     assert folders <= packages, f"not in [tool.setuptools] packages: {sorted(folders - packages)}"
     assert config["package-dir"]["symnoise_trl.kernels"] == "kernels"
+
+
+def test_kernels_folder_hands_over_to_an_installed_kernels_package(tmp_path):
+    # Hugging Face's `kernels` installed (as in any Axolotl environment; faked here in a second site folder): from the
+    # repository root, `import kernels` must give that package, not this folder, and transformers must see it.
+    site = tmp_path / "site"
+    (site / "kernels").mkdir(parents=True)
+    (site / "kernels" / "__init__.py").write_text('__version__ = "0.12.0"\nfrom .hub import get_kernel\n')
+    (site / "kernels" / "hub.py").write_text("def get_kernel(name):\n    return 'hub kernel ' + name\n")
+    (site / "kernels-0.12.0.dist-info").mkdir()
+    (site / "kernels-0.12.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: kernels\nVersion: 0.12.0\n"
+    )
+    code = """
+import kernels
+from kernels import get_kernel
+print(kernels.__version__, kernels.__file__.startswith(sys.argv[1]), get_kernel("x"))
+import symnoise_trl.kernels as k
+print("op", k.symnoise.__name__)
+"""
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + code, str(site)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["0.12.0 True hub kernel x", "op symnoise"]
 
 
 def test_kernels_folder_poses_as_no_package_from_the_repository_root():
