@@ -86,3 +86,11 @@ def model_parallelism_in_use(accelerator) -> bool:
     `parallelism_config` (accelerate >= 1.10)."""
     parallelism = getattr(accelerator, "parallelism_config", None)
     return parallelism is not None and (parallelism.tp_enabled or parallelism.cp_enabled or parallelism.sp_enabled)
+
+
+def neftune_alpha(trainer=None, embeddings=None) -> float | None:
+    """NEFTune's alpha where transformers keeps it once NEFTune can no longer be refused at the arguments: the
+    Trainer's `neftune_noise_alpha` attribute (copied from the arguments in `Trainer.__init__`; `train()` activates
+    NEFTune from it), or the embedding module's `neftune_noise_alpha` (set by `activate_neftune` beside its hook)."""
+    owner = trainer if trainer is not None else embeddings
+    return getattr(owner, "neftune_noise_alpha", None)

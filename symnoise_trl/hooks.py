@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from .batch import batch_layout, double_batch, token_lengths
+from .hf_internals import neftune_alpha
 from .kernels.reference import check_seed
 from .kernels.symnoise_op import HALVES, triton_runs_on
 from .noise_plan import NoisePlan
@@ -58,9 +59,15 @@ class SymNoiseHook:
     @classmethod
     def attach(cls, model, settings: SymNoiseSettings, accelerator=None) -> "SymNoiseHook":
         """Register a hook with checked `settings` on `model`'s input embeddings (what `activate_symnoise` does)."""
-        embeddings = _input_embeddings(model, accelerator)
+        embeddings = input_embeddings(model, accelerator)
         if getattr(embeddings, _HOOK_ATTRIBUTE, None) is not None:
             raise ValueError("SymNoise is already active on this model; call deactivate_symnoise(model) first")
+        neftune = neftune_alpha(embeddings=embeddings)
+        if neftune is not None:
+            raise ValueError(
+                f"NEFTune is active on this model (neftune_noise_alpha={neftune}); its "
+                "hook would add its noise to both SymNoise halves. Deactivate it (deactivate_neftune) or use one."
+            )
         hook = cls(settings)
         hook.handle = embeddings.register_forward_hook(hook)
         setattr(embeddings, _HOOK_ATTRIBUTE, hook)
@@ -81,12 +88,30 @@ class SymNoiseHook:
             del _ARMED_PLANS[self.key]
 
 
-def _input_embeddings(model, accelerator=None) -> torch.nn.Module:
+def input_embeddings(model, accelerator=None) -> torch.nn.Module:
+    """The token embedding module whose output SymNoise noises; a ValueError naming the model class when there is
+    none (`get_input_embeddings` not implemented, or returning something that is not a token embedding)."""
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
     if hasattr(model, "get_base_model"):  # a PeftModel -> the transformers model it wraps
         model = model.get_base_model()
-    return model.get_input_embeddings()
+    name = type(model).__name__
+    try:
+        embeddings = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError) as error:
+        raise ValueError(
+            f"SymNoise cannot find the input embeddings of {name}: get_input_embeddings() raised "
+            f"{type(error).__name__}. SymNoise noises the output of the model's token embedding module."
+        ) from None
+    # A LoRA-adapted embedding (PEFT) wraps the torch.nn.Embedding as its `base_layer`.
+    if isinstance(embeddings, torch.nn.Embedding) or isinstance(
+        getattr(embeddings, "base_layer", None), torch.nn.Embedding
+    ):
+        return embeddings
+    raise ValueError(
+        f"SymNoise cannot find the input embeddings of {name}: get_input_embeddings() returned "
+        f"{type(embeddings).__name__}, not a token embedding module (torch.nn.Embedding)."
+    )
 
 
 def activate_symnoise(
@@ -110,7 +135,7 @@ def activate_symnoise(
 
 def deactivate_symnoise(model, accelerator=None) -> bool:
     """Remove the SymNoise hook from `model`'s input embeddings. Returns whether one was there."""
-    embeddings = _input_embeddings(model, accelerator)
+    embeddings = input_embeddings(model, accelerator)
     hook = getattr(embeddings, _HOOK_ATTRIBUTE, None)
     if hook is None:
         return False
@@ -122,7 +147,7 @@ def deactivate_symnoise(model, accelerator=None) -> bool:
 def active_symnoise_hook(model, accelerator=None) -> SymNoiseHook | None:
     """The SymNoise hook active on `model`'s input embeddings, or None. Its `settings` say which noise, its `plan`
     whether a batch is armed."""
-    return getattr(_input_embeddings(model, accelerator), _HOOK_ATTRIBUTE, None)
+    return getattr(input_embeddings(model, accelerator), _HOOK_ATTRIBUTE, None)
 
 
 @contextmanager

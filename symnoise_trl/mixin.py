@@ -12,8 +12,8 @@ trainer's own.
 import contextlib
 import warnings
 
-from .hf_internals import model_parallelism_in_use, real_tokens_counted_once, trl_model_card
-from .hooks import SymNoiseHook, deactivate_symnoise
+from .hf_internals import model_parallelism_in_use, neftune_alpha, real_tokens_counted_once, trl_model_card
+from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings
 from .kernels.symnoise_op import triton_available, triton_runs_on
 from .model_card import PAPER
 from .seeds import MicroBatchSeeds
@@ -48,7 +48,8 @@ class SymNoiseMixin:
         self.symnoise_seeds = None
 
     def _check_symnoise_support(self):
-        """What the arguments cannot know: the device, the parallelism, the engine."""
+        """What the arguments cannot know: the model's embeddings, the device, the parallelism, the engine."""
+        input_embeddings(self.model, self.accelerator)  # a model without token embeddings: one line, now
         device = self.accelerator.device
         if self.args.symnoise_backend == "triton" and not triton_runs_on(device):
             raise ValueError(
@@ -72,6 +73,12 @@ class SymNoiseMixin:
         settings = self.args.symnoise_settings() if hasattr(self.args, "symnoise_settings") else None
         if settings is None:
             return super().train(*args, **kwargs)
+        neftune = neftune_alpha(trainer=self)  # set on the trainer after construction
+        if neftune is not None:
+            raise ValueError(
+                f"`symnoise_alpha` ({settings.alpha}) and the trainer's `neftune_noise_alpha` ({neftune}) are both "
+                "set; choose one: NEFTune's hook would add its noise to both SymNoise halves."
+            )
         base_seed = self.args.seed if self.args.symnoise_seed is None else self.args.symnoise_seed
         self.symnoise_seeds = MicroBatchSeeds(base_seed, self.accelerator.process_index)
         self._symnoise_hook = SymNoiseHook.attach(self.model, settings, self.accelerator)
