@@ -12,6 +12,7 @@ trainer's own.
 import contextlib
 import warnings
 
+from .clean_loss import CleanLossMeter
 from .hf_internals import model_parallelism_in_use, neftune_alpha, real_tokens_counted_once, trl_model_card
 from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings
 from .kernels.symnoise_op import triton_available, triton_runs_on
@@ -45,6 +46,7 @@ class SymNoiseMixin:
         elif self.args.symnoise_alpha is not None:
             self._check_symnoise_support()
         self._symnoise_hook = None  # attached for the duration of train()
+        self._clean_loss = None  # a CleanLossMeter during train(), with symnoise_clean_loss_steps
         self.symnoise_seeds = None
 
     def _check_symnoise_support(self):
@@ -81,18 +83,29 @@ class SymNoiseMixin:
             )
         base_seed = self.args.seed if self.args.symnoise_seed is None else self.args.symnoise_seed
         self.symnoise_seeds = MicroBatchSeeds(base_seed, self.accelerator.process_index)
+        every = self.args.symnoise_clean_loss_steps
+        self._clean_loss = CleanLossMeter(every) if every else None
         self._symnoise_hook = SymNoiseHook.attach(self.model, settings, self.accelerator)
         try:
             return super().train(*args, **kwargs)
         finally:
             deactivate_symnoise(self.model, accelerator=self.accelerator)
-            self._symnoise_hook = None
+            self._symnoise_hook = self._clean_loss = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        hook = self._symnoise_hook
-        if hook is None:  # SymNoise off, or a training step outside train()
+        if self._symnoise_hook is None:  # SymNoise off, or a training step outside train()
             return super().training_step(model, inputs, num_items_in_batch)
-        seed = self.symnoise_seeds.next(self.state.global_step)
+        step, meter = self.state.global_step, self._clean_loss
+        measured = meter is not None and meter.due(step)
+        if measured:  # before the noisy step: the same parameters, and no gradient
+            meter.measure(model, inputs, step)
+        loss = self._noisy_training_step(model, inputs, num_items_in_batch, self.symnoise_seeds.next(step))
+        if measured:
+            meter.add_training_loss(loss)
+        return loss
+
+    def _noisy_training_step(self, model, inputs, num_items_in_batch, seed):
+        hook = self._symnoise_hook
         if not hook.settings.symmetric:  # a one-sided ablation noise: the batch and its loss as they are
             with hook.armed(inputs, seed) as noisy:
                 return super().training_step(model, noisy, num_items_in_batch)
@@ -111,3 +124,8 @@ class SymNoiseMixin:
                 with sync, weighted_half(self, num_items_in_batch), hook.armed(inputs, seed, half) as one_half:
                     loss = loss + super().training_step(model, one_half, doubled_items)
             return loss
+
+    def log(self, logs: dict, *args, **kwargs):
+        if self._clean_loss is not None and "loss" in logs:  # a training log: add the clean loss measured since
+            logs = {**logs, **self._clean_loss.logs(self.accelerator)}
+        return super().log(logs, *args, **kwargs)

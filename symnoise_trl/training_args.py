@@ -6,6 +6,7 @@
 
 import warnings
 from dataclasses import dataclass, field, fields
+from numbers import Integral
 
 from transformers import TrainingArguments
 
@@ -46,6 +47,11 @@ class SymNoiseArguments:
             original batch, `X + s*eps` then `X - s*eps` (same seed, each loss weighted 1/2). Same gradients, the
             activation memory of plain SFT, the compute of the one-pass mode. The first pass does not all-reduce
             under DDP. Not supported with DeepSpeed.
+        symnoise_clean_loss_steps (`int`, *optional*, defaults to `0`):
+            Every N optimizer steps (the first included), also compute the loss of the same batch without noise (no
+            gradient, one extra forward of the original batch) and log it as `clean_loss`, beside `clean_loss_gap`,
+            the training loss of those steps minus `clean_loss`: the logged loss of a noised run cannot be compared
+            with a plain run's, the clean loss can. `0` turns it off. It changes no gradient, noise or random state.
     """
 
     symnoise_alpha: float | None = field(
@@ -95,6 +101,14 @@ class SymNoiseArguments:
             "activation memory of plain SFT. Not supported with DeepSpeed."
         },
     )
+    symnoise_clean_loss_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Every N optimizer steps (the first included), also compute the loss of the same batch without "
+            "noise (no gradient, one extra forward) and log it as `clean_loss`, with `clean_loss_gap` (the training "
+            "loss of those steps minus it). 0 turns it off. Training is unchanged, bit for bit."
+        },
+    )
 
     def __post_init__(self):
         # The fields are checked here, when the arguments are built (the earliest point, so that a CLI or a YAML file
@@ -108,6 +122,12 @@ class SymNoiseArguments:
                 raise ValueError(
                     f"`symnoise_seed` must be an int in [0, 2**63) or None (to use `seed`), got {self.symnoise_seed!r}"
                 ) from None
+        steps = self.symnoise_clean_loss_steps
+        if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 0:
+            raise ValueError(
+                f"`symnoise_clean_loss_steps` must be an int >= 0 (0: off; N: every N optimizer steps), got {steps!r}"
+            )
+        self.symnoise_clean_loss_steps = int(steps)
         self.symnoise_settings(check_unused=True)
         super().__post_init__()  # the TrainingArguments subclass this is mixed into
 
