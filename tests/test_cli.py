@@ -40,6 +40,7 @@ def test_quickstart_yaml_end_to_end(tmp_path, model_cache):
     assert f"Saved the model and tokenizer to {out}" in done.stdout
     assert "To run the same on a real model" in done.stdout
     assert done.stdout.count("'loss'") + done.stderr.count("'loss'") >= 3  # Trainer's loss logs
+    assert "'clean_loss'" in done.stdout + done.stderr  # the quickstart logs the loss without noise too
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.vocab_size == len(tokenizer)

@@ -1,0 +1,96 @@
+"""The cost of `symnoise_clean_loss_steps`: SymNoise SFT step time with the clean loss off, every step, every 10 steps.
+
+The quickstart's tiny model and data (or the ~114M-parameter Llama of train_step.py with `--model 100m`), the same
+batches in every run. The runs alternate in rounds (off, N=1, N=10, off, ...) in one process, so that they share the
+machine's state; each round trains `--steps` steps, the first two untimed. The clean loss adds one no-gradient
+forward of the original batch on the steps it measures, so N=1 should cost about a third of a one-pass step (a
+forward of B rows against a forward and backward of 2B) and N=10 a tenth of that.
+Writes benchmarks/results/clean_loss_<model>.csv and prints a table.
+
+    python benchmarks/clean_loss.py [--steps 20] [--rounds 3] [--batch-size 8] [--model tiny]
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from symnoise_trl.report import table
+
+from common import device_name, write_csv
+
+SETTINGS = (0, 1, 10)
+WARMUP_STEPS = 2
+
+
+def step_times(every: int, model_size: str, steps: int, batch_size: int) -> list[float]:
+    from datasets import load_dataset
+    from transformers import TrainerCallback
+
+    from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
+    from symnoise_trl.quickstart.tasks import DATA_DIR
+
+    from train_step import build_model
+
+    on_gpu = torch.cuda.is_available()
+    times = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if on_gpu:
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if on_gpu:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - self.start)
+
+    model, tokenizer = build_model(model_size)
+    args = SymNoiseSFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="clean_loss_"), symnoise_alpha=5.0, symnoise_clean_loss_steps=every,
+        per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=1e-4, logging_steps=10,
+        report_to="none", save_strategy="no", max_length=64, bf16=on_gpu, dataloader_pin_memory=False,
+        disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    data = load_dataset(str(DATA_DIR), split="train")
+    trainer = SymNoiseSFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                                 callbacks=[StepTimer()])  # fmt: skip
+    trainer.train()
+    return times[WARMUP_STEPS:]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help=f"steps per round, the first {WARMUP_STEPS} untimed")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (off, N=1, N=10)")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (before SymNoise doubles them)")
+    parser.add_argument("--model", default="tiny", choices=("tiny", "100m"))
+    args = parser.parse_args(argv)
+    measured = {every: [] for every in SETTINGS}
+    for _ in range(args.rounds):
+        for every in SETTINGS:
+            measured[every] += step_times(every, args.model, args.steps, args.batch_size)
+    base = statistics.fmean(measured[0])  # means: with N=10 the cost is on one step in ten
+    device = device_name()
+    rows = [
+        {
+            "device": device,
+            "model": args.model,
+            "clean_loss_steps": every or "off",
+            "median_step_ms": 1e3 * statistics.median(times),
+            "mean_step_ms": 1e3 * statistics.fmean(times),
+            "x_off": statistics.fmean(times) / base,
+            "steps_timed": len(times),
+        }
+        for every, times in measured.items()
+    ]
+    path = write_csv(f"clean_loss_{args.model}.csv", rows)
+    print(f"{device}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps (CSV: {path.name})")
+    print(table(rows, ["model", "clean_loss_steps", "median_step_ms", "mean_step_ms", "x_off", "steps_timed"]))
+
+
+if __name__ == "__main__":
+    main()
