@@ -4,7 +4,9 @@ The quickstart's tiny model and data (or the ~114M-parameter Llama of train_step
 batches in every run. The runs alternate in rounds (off, N=1, N=10, off, ...) in one process, so that they share the
 machine's state; each round trains `--steps` steps, the first two untimed. The clean loss adds one no-gradient
 forward of the original batch on the steps it measures, so N=1 should cost about a third of a one-pass step (a
-forward of B rows against a forward and backward of 2B) and N=10 a tenth of that.
+forward of B rows against a forward and backward of 2B) and N=10 a tenth of that. Step times on a shared CPU are
+noisy, so it also times the clean forward itself (`clean_forward_ms`, the median of every call) and reports the
+overhead it implies, `expected_x_off` = 1 + clean_forward_ms / (off's mean step) / N, beside the measured `x_off`.
 Writes benchmarks/results/clean_loss_<model>.csv and prints a table.
 
     python benchmarks/clean_loss.py [--steps 20] [--rounds 3] [--batch-size 8] [--model tiny]
@@ -17,12 +19,29 @@ import time
 
 import torch
 
+from symnoise_trl.clean_loss import CleanLossMeter
 from symnoise_trl.report import table
 
 from common import device_name, write_csv
 
 SETTINGS = (0, 1, 10)
 WARMUP_STEPS = 2
+
+
+def timed_measure(record: list[float]):
+    """CleanLossMeter.measure, timing each call into `record` (synchronised on a GPU)."""
+    measure = CleanLossMeter.measure
+
+    def timed(self, *args, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        measure(self, *args, **kwargs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        record.append(time.perf_counter() - start)
+
+    return timed
 
 
 def step_times(every: int, model_size: str, steps: int, batch_size: int) -> list[float]:
@@ -69,11 +88,13 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (before SymNoise doubles them)")
     parser.add_argument("--model", default="tiny", choices=("tiny", "100m"))
     args = parser.parse_args(argv)
-    measured = {every: [] for every in SETTINGS}
+    measured, forwards = {every: [] for every in SETTINGS}, []
+    CleanLossMeter.measure = timed_measure(forwards)
     for _ in range(args.rounds):
         for every in SETTINGS:
             measured[every] += step_times(every, args.model, args.steps, args.batch_size)
     base = statistics.fmean(measured[0])  # means: with N=10 the cost is on one step in ten
+    clean_forward = statistics.median(forwards)
     device = device_name()
     rows = [
         {
@@ -83,13 +104,29 @@ def main(argv=None):
             "median_step_ms": 1e3 * statistics.median(times),
             "mean_step_ms": 1e3 * statistics.fmean(times),
             "x_off": statistics.fmean(times) / base,
+            "clean_forward_ms": 1e3 * clean_forward if every else 0.0,
+            "expected_x_off": 1 + clean_forward / base / every if every else 1.0,
             "steps_timed": len(times),
         }
         for every, times in measured.items()
     ]
     path = write_csv(f"clean_loss_{args.model}.csv", rows)
     print(f"{device}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps (CSV: {path.name})")
-    print(table(rows, ["model", "clean_loss_steps", "median_step_ms", "mean_step_ms", "x_off", "steps_timed"]))
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "clean_loss_steps",
+                "median_step_ms",
+                "mean_step_ms",
+                "x_off",
+                "clean_forward_ms",
+                "expected_x_off",
+                "steps_timed",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

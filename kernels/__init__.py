@@ -1,4 +1,4 @@
-"""Compute core of symnoise-trl: the fused SymNoise Triton kernel and its bit-exact torch reference.
+"""Kernels: the compute core of symnoise-trl, the fused SymNoise Triton kernel and its bit-exact torch reference.
 
 Installed as `symnoise_trl.kernels`; depends on torch (and optionally triton) only. docs/noise-stream.md is the
 specification it implements.

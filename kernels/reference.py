@@ -1,4 +1,4 @@
-"""Pure-torch reference of the SymNoise noise stream (docs/noise-stream.md) and of the op's arithmetic.
+"""Kernels: the pure-torch reference of the SymNoise noise stream (docs/noise-stream.md) and of the op's arithmetic.
 
 Everything here is bit-exact with the Triton kernel and runs anywhere torch runs. Philox4x32-10 is
 written out with int64 tensors: a 32x32-bit product does not fit a signed 64-bit integer, so each

@@ -1,4 +1,4 @@
-"""The SymNoise op: the torch.library op with its autograd, an unchecked entry for the trainer, the checked public one.
+"""Kernels: the SymNoise op, its torch.library registration and autograd, an unchecked and a checked entry.
 
 `symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of the noise
 stream; docs/noise-stream.md is the specification. The Triton backend and the torch reference give the same bits.
@@ -9,7 +9,7 @@ from numbers import Real
 
 import torch
 
-from .reference import MAX_ROWS, MAX_SEED, check_seed
+from .reference import MAX_ROWS, check_seed
 from .symnoise_torch import symnoise_torch
 
 try:
@@ -52,16 +52,14 @@ def _symnoise_op(
     half: str,
     backend: str,
     check_scale: bool,
-    check_seed: bool,
+    seed_to_check: bool,
 ) -> torch.Tensor:
-    """The op on checked arguments (see `symnoise_unchecked`). `check_scale` / `check_seed`: the values of a caller's
-    tensors are still to be checked, here where reading them needs no tracing (under torch.compile the public entry
-    is traced)."""
+    """The op on checked arguments (see `symnoise_unchecked`). `check_scale` / `seed_to_check`: the values of a
+    caller's tensors are still to be checked, here where reading them needs no tracing (under torch.compile the
+    public entry is traced)."""
     # NOTE: the seed arrives as a CPU tensor, so torch.compile sees a graph input rather than a Python int to guard
     # on (a new seed every step recompiled the graph every step); reading a CPU tensor costs no device sync.
-    seed_value = int(seed)
-    if check_seed and not 0 <= seed_value < MAX_SEED:
-        raise ValueError(f"seed must be in [0, 2**63), got {seed_value}")
+    seed_value = check_seed(int(seed)) if seed_to_check else int(seed)
     # NOTE: one device->host sync per call, so scale values are checked only for a caller's `check_scale=True`.
     if check_scale and scale is not None and not bool(((scale >= 0) & torch.isfinite(scale)).all()):
         raise ValueError("scale must be finite and >= 0 on every row")
@@ -71,7 +69,7 @@ def _symnoise_op(
 
 
 @_symnoise_op.register_fake
-def _(x, scale, scale_value, seed, half, backend, check_scale, check_seed):
+def _(x, scale, scale_value, seed, half, backend, check_scale, seed_to_check):
     return x.new_empty(((2,) if half == "both" else ()) + tuple(x.shape))
 
 

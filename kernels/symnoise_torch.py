@@ -1,4 +1,4 @@
-"""The torch backend of the SymNoise op: the reference's bits in fewer passes over memory.
+"""Kernels: the torch backend of the SymNoise op, the reference's bits in fewer passes over memory.
 
 What every CPU, MPS and non-Triton run executes. It computes what `reference.symnoise_reference` computes, bit for
 bit (docs/noise-stream.md), and differs in how:

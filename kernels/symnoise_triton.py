@@ -1,4 +1,4 @@
-"""The fused SymNoise Triton kernel and its host launcher.
+"""Kernels: the fused SymNoise Triton kernel and its host launcher.
 
 One program owns a tile of BLOCK_ROWS rows x BLOCK_CHUNKS chunks of CHUNK = 128 columns. It loads x once, draws the
 signs with one Philox4x32-10 per (row, chunk) - 4 words = the signs of 128 columns - and stores x + s*eps and/or
@@ -128,9 +128,13 @@ def symnoise_triton(
     `scale` is an fp32 (N,) tensor, or None for one `scale_value` on every row. `config` overrides the
     (block_rows, block_chunks, num_warps) heuristic; the output never depends on it.
     """
-    # NOTE: the kernel indexes x as row * dim + column: a strided view would be read at the wrong addresses.
-    if not x2d.is_contiguous():
-        raise ValueError(f"symnoise_triton needs a contiguous (N, d) tensor, got strides {x2d.stride()}")
+    # NOTE: the kernel indexes x as row * dim + column and the scale as row: strided views would be read at the
+    # wrong addresses.
+    if not x2d.is_contiguous() or (scale is not None and not scale.is_contiguous()):
+        raise ValueError(
+            f"symnoise_triton needs a contiguous (N, d) tensor and (N,) scale, got strides {x2d.stride()} and "
+            f"{None if scale is None else scale.stride()}"
+        )
     n_rows, dim = x2d.shape
     out = torch.empty(((2,) if half == "both" else ()) + (n_rows, dim), dtype=x2d.dtype, device=x2d.device)
     if out.numel() == 0:

@@ -7,6 +7,15 @@ and the trainer tests fail when one of them moves. Nothing else in the package t
 import contextlib
 
 
+def arguments_dict(args) -> dict:
+    """Every field of a `TrainingArguments` (or subclass) as keyword arguments for another arguments class. Relies on
+    `to_dict()` listing the fields, and corrects what it hides: every `*_token` field (hub_token, and SFTConfig's
+    eos_token and pad_token, which are tokens, not secrets) comes back masked."""
+    fields = args.to_dict()
+    fields.update({name: getattr(args, name) for name in fields if name.endswith("_token")})
+    return fields
+
+
 def trl_model_card(*, name: str | None = None, tags: list[str] | None = None, paper: dict | None = None):
     """Class decorator for a TRL trainer (or a mixin of one): the model card TRL writes
     (`BaseTrainer.create_model_card`, at every save) reads the class attributes `_name` (the training procedure),
@@ -25,10 +34,11 @@ def trl_model_card(*, name: str | None = None, tags: list[str] | None = None, pa
 def real_tokens_counted_once(trainer):
     """Around the forward(s) of both SymNoise copies: count their real tokens once in the `num_tokens` metric.
 
-    Relies on TRL's SFTTrainer.compute_loss adding each training batch's token count (attention_mask.sum(), or
-    position_ids.size(1) when padding-free) to the private `_total_train_tokens`, which it logs from
-    `_metrics["train"]["num_tokens"]`. The model ran on both copies (one doubled batch, or two passes), so every real
-    token was counted twice inside the block: halve what the block added. transformers' Trainer counts tokens before
+    Relies on TRL's trainers that count tokens inside `compute_loss` (SFTTrainer: each training batch's
+    attention_mask.sum(), or position_ids.size(1) when padding-free) adding the count to the private
+    `_total_train_tokens`, which they log from `_metrics["train"]["num_tokens"]`. The model ran on both copies (one
+    doubled batch, or two passes), so every real token was counted twice inside the block: halve what the block
+    added. transformers' Trainer counts tokens before
     `training_step` (it has no `_total_train_tokens`): nothing to correct."""
     if not hasattr(trainer, "_total_train_tokens"):
         yield

@@ -88,13 +88,19 @@ class SymNoiseHook:
             del _ARMED_PLANS[self.key]
 
 
-def input_embeddings(model, accelerator=None) -> torch.nn.Module:
-    """The token embedding module whose output SymNoise noises; a ValueError naming the model class when there is
-    none (`get_input_embeddings` not implemented, or returning something that is not a token embedding)."""
+def transformers_model(model, accelerator=None):
+    """The transformers model inside `model`: unwrapped from accelerate (DDP, DeepSpeed, ...) and from PEFT."""
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
     if hasattr(model, "get_base_model"):  # a PeftModel -> the transformers model it wraps
         model = model.get_base_model()
+    return model
+
+
+def input_embeddings(model, accelerator=None) -> torch.nn.Module:
+    """The token embedding module whose output SymNoise noises; a ValueError naming the model class when there is
+    none (`get_input_embeddings` not implemented, or returning something that is not a token embedding)."""
+    model = transformers_model(model, accelerator)
     name = type(model).__name__
     try:
         embeddings = model.get_input_embeddings()
@@ -177,10 +183,12 @@ def symnoise_forward(model, batch: dict, seed: int, accelerator=None, half: str 
         raise RuntimeError("symnoise_forward blocks cannot be nested")
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    device = batch["input_ids"].device if "input_ids" in batch else None
-    if hook.settings.backend == "triton" and device is not None and not triton_runs_on(device):
-        raise ValueError(
-            f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), got a batch on {device}"
-        )
+    settings = hook.settings
+    if settings.backend == "triton" and settings.distribution in ("symmetric", "rademacher"):  # those use the op
+        device = input_embeddings(model, accelerator).weight.device
+        if not triton_runs_on(device):
+            raise ValueError(
+                f"backend='triton' needs CUDA (or TRITON_INTERPRET=1 on a CPU); the embeddings are on {device}"
+            )
     with hook.armed(batch, seed_tensor(seed), half) as model_batch:
         yield model_batch

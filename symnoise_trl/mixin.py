@@ -50,7 +50,8 @@ class SymNoiseMixin:
         self.symnoise_seeds = None
 
     def _check_symnoise_support(self):
-        """What the arguments cannot know: the model's embeddings, the device, the parallelism, the engine."""
+        """What the arguments cannot know: the model's embeddings, the device, the parallelism, the engine. Run at
+        construction (the earliest point) and when train() starts (the arguments are mutable)."""
         input_embeddings(self.model, self.accelerator)  # a model without token embeddings: one line, now
         device = self.accelerator.device
         if self.args.symnoise_backend == "triton" and not triton_runs_on(device):
@@ -75,6 +76,7 @@ class SymNoiseMixin:
         settings = self.args.symnoise_settings() if hasattr(self.args, "symnoise_settings") else None
         if settings is None:
             return super().train(*args, **kwargs)
+        self._check_symnoise_support()  # again: alpha, the backend or two-pass may have been set since __init__
         neftune = neftune_alpha(trainer=self)  # set on the trainer after construction
         if neftune is not None:
             raise ValueError(

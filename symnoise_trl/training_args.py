@@ -10,6 +10,7 @@ from numbers import Integral
 
 from transformers import TrainingArguments
 
+from .hf_internals import arguments_dict
 from .kernels.reference import check_seed
 from .kernels.symnoise_op import BACKENDS
 from .noise_settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
@@ -115,6 +116,15 @@ class SymNoiseArguments:
         # fails before anything loads), and once more by the trainer's train(), through the same method, since
         # TrainingArguments are mutable. The noise fields are checked also while SymNoise is off (alpha None): a
         # typo in one of them is an error whether or not alpha is set.
+        self.symnoise_settings(check_unused=True)
+        super().__post_init__()  # the TrainingArguments subclass this is mixed into
+
+    def symnoise_settings(self, check_unused: bool = False) -> SymNoiseSettings | None:
+        """The noise these arguments train with, validated, or None when SymNoise is off (`symnoise_alpha` None).
+
+        Checks every `symnoise_*` field (a numpy integer seed or step count becomes an int) and how the fields
+        combine: `neftune_noise_alpha` beside SymNoise, `symnoise_two_pass` with a one-sided distribution, and
+        (`check_unused`) another `symnoise_*` field set while SymNoise is off."""
         if self.symnoise_seed is not None:
             try:
                 self.symnoise_seed = check_seed(self.symnoise_seed)  # the op's rule; a numpy integer becomes an int
@@ -128,14 +138,6 @@ class SymNoiseArguments:
                 f"`symnoise_clean_loss_steps` must be an int >= 0 (0: off; N: every N optimizer steps), got {steps!r}"
             )
         self.symnoise_clean_loss_steps = int(steps)
-        self.symnoise_settings(check_unused=True)
-        super().__post_init__()  # the TrainingArguments subclass this is mixed into
-
-    def symnoise_settings(self, check_unused: bool = False) -> SymNoiseSettings | None:
-        """The noise these arguments train with, validated, or None when SymNoise is off (`symnoise_alpha` None).
-
-        Also checks how the fields combine: `neftune_noise_alpha` beside SymNoise, `symnoise_two_pass` with a
-        one-sided distribution, and (`check_unused`) another `symnoise_*` field set while SymNoise is off."""
         alpha = self.symnoise_alpha
         try:
             settings = SymNoiseSettings(
@@ -191,7 +193,4 @@ def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir
         )
     if args is None:
         return config_cls(default_output_dir)
-    dict_args = args.to_dict()
-    # to_dict hides every `*_token` field: hub_token, and SFTConfig's eos_token and pad_token (tokens, not secrets)
-    dict_args.update({name: getattr(args, name) for name in dict_args if name.endswith("_token")})
-    return config_cls(**dict_args)
+    return config_cls(**arguments_dict(args))

@@ -7,6 +7,7 @@ gradients must add up to those of the one doubled pass, whose loss is normalised
 import contextlib
 
 from .hf_internals import accumulation_steps_doubled, loss_is_normalised_by_count, router_loss_halved
+from .hooks import transformers_model
 
 
 @contextlib.contextmanager
@@ -25,7 +26,5 @@ def weighted_half(trainer, num_items_in_batch):
             "`symnoise_two_pass=True` cannot weight its two passes here: Trainer gave no `num_items_in_batch` "
             "and does not divide this trainer's loss by the accumulation steps. Use the one-pass mode."
         )
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
-    with router_loss_halved(trainer, model):
+    with router_loss_halved(trainer, transformers_model(trainer.model, trainer.accelerator)):
         yield

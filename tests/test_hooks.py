@@ -120,3 +120,18 @@ def test_a_deep_copied_model_has_a_hook_of_its_own():
     with symnoise_forward(twin, batch, seed=3) as doubled:  # armed on its own, it draws the same noise
         assert torch.equal(twin.get_input_embeddings()(doubled["input_ids"]), noisy)
     assert deactivate_symnoise(twin) and deactivate_symnoise(model)
+
+
+def test_symnoise_forward_refuses_triton_where_the_embeddings_cannot_run_it(monkeypatch):
+    triton = pytest.importorskip("triton")
+    monkeypatch.setattr(triton.knobs.runtime, "interpret", False)  # a CPU without Triton's interpreter
+    model = tiny.model()
+    activate_symnoise(model, alpha=5.0, backend="triton")
+    with pytest.raises(ValueError, match="backend='triton' needs CUDA .* the embeddings are on cpu"):
+        with symnoise_forward(model, batch(), seed=0):
+            pass
+    deactivate_symnoise(model)
+    activate_symnoise(model, alpha=5.0, backend="triton", distribution="uniform")  # does not use the op: allowed
+    with symnoise_forward(model, batch(), seed=0) as noisy:
+        assert torch.isfinite(model(**noisy).loss)
+    deactivate_symnoise(model)

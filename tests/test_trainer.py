@@ -270,9 +270,20 @@ def test_other_symnoise_arguments_are_converted_without_a_warning(tmp_path, recw
 @pytest.mark.parametrize("field, value, match", [
     ("neftune_noise_alpha", 5.0, r"`symnoise_alpha` \(5.0\) and `neftune_noise_alpha` \(5.0\) are both set"),
     ("symnoise_alpha", -1.0, r"`symnoise_alpha` must be finite and >= 0"),
+    ("symnoise_seed", -2, r"`symnoise_seed` must be an int in \[0, 2\*\*63\)"),
+    ("symnoise_clean_loss_steps", -1, r"`symnoise_clean_loss_steps` must be an int >= 0"),
+    ("symnoise_backend", "triton", r"`symnoise_backend='triton'` needs a CUDA device"),
 ])  # fmt: skip
-def test_arguments_changed_after_construction_are_checked_when_training_starts(tmp_path, field, value, match):
-    # TrainingArguments are mutable: train() takes the noise from them, through the same checks as __post_init__.
+def test_arguments_changed_after_construction_are_checked_when_training_starts(tmp_path, monkeypatch, field, value,
+                                                                               match):  # fmt: skip
+    # TrainingArguments are mutable: train() takes the noise from them, through the same checks as __post_init__,
+    # and repeats the checks against the model and the device.
+    try:
+        import triton
+
+        monkeypatch.setattr(triton.knobs.runtime, "interpret", False)  # a CPU without Triton's interpreter
+    except ImportError:
+        pass
     model = tiny.model()
     args = tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA)
     trainer = SymNoiseSFTTrainer(model=model, args=args, train_dataset=tiny.prompt_completion_dataset(),

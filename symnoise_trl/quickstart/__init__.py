@@ -1,4 +1,4 @@
-"""The offline quickstart: a tiny Llama built in code (`tiny_model`) and checkable instruction tasks (`tasks`).
+"""Quickstart: the offline tiny Llama built in code (`tiny_model`) and checkable instruction tasks (`tasks`).
 
 Built on the public API only; `symnoise-sft` uses both when it is given no model or data set.
 """

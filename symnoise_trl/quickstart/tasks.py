@@ -1,4 +1,4 @@
-"""The quickstart's instruction data: procedurally generated tasks whose answers can be checked exactly.
+"""Quickstart: the instruction data, procedurally generated tasks whose answers can be checked exactly.
 
 Ten task families (arithmetic, sorting, string transforms, unit conversion, formatting), each a prompt and a
 completion that starts with a space (so BPE tokens do not merge across the boundary). The generator is

@@ -1,4 +1,4 @@
-"""The quickstart's model: a small Llama built from a config with a tokenizer trained in code, cached on first use.
+"""Quickstart: the model, a small Llama built from a config with a tokenizer trained in code, cached on first use.
 
 Nothing is downloaded. The tokenizer is a byte-level BPE trained on the quickstart's training prompts and
 completions; the weights are random (seeded). The folder is a normal `save_pretrained` checkpoint, so the CLI

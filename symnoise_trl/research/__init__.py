@@ -1,5 +1,5 @@
-"""The research harness: the paper's response metrics and evaluation (`evaluate`), its noise ablation (`ablate`),
-and the tables and plots they report (`report`, shared with the benchmarks).
+"""Research: the paper's response metrics and evaluation (`evaluate`), its noise ablation (`ablate`), and real
+pretrained models for machines without hub access (`offline_models`).
 
 Built on the public API and the command line; nothing in the core imports it.
 """

@@ -1,4 +1,4 @@
-"""`symnoise-ablate`: the paper's Table 4 noise ablation on one model and data set, one budget, several seeds.
+"""Research: `symnoise-ablate`, the paper's Table 4 noise ablation on one model and data set, one budget, seeds.
 
 Settings: none, NEFTune alpha 5/10/15 (transformers' hook), Gaussian and Rademacher ("Bernoulli") noise at alpha 5
 (one-sided, RMS-matched to SymNoise), and SymNoise alpha 5. Each is trained with `symnoise-sft` once per seed (same

@@ -1,4 +1,4 @@
-"""Evaluate a trained model: generations, the paper's response metrics, held-out loss, exact match, AlpacaEval export.
+"""Research: evaluate a trained model (generations, the paper's response metrics, held-out loss, AlpacaEval export).
 
     symnoise-evaluate --model outputs/quickstart                      # the quickstart's held-out tasks
     symnoise-evaluate --model my-model --prompts prompts.jsonl --output_dir evals/my-model

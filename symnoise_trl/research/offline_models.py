@@ -1,4 +1,4 @@
-"""Real pretrained models for machines without hub access, as plain transformers checkpoints in the project's cache.
+"""Research: real pretrained models for machines without hub access, as transformers checkpoints in the cache.
 
     python -m symnoise_trl.research.offline_models smollm2-135m-instruct   # prints the folder (built once)
 
