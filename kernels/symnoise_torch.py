@@ -6,10 +6,13 @@ bit (docs/noise-stream.md), and differs in how:
   multiply-add rounds the same single addition), then one round-to-nearest-even store to x.dtype.
 - On a CPU it works in blocks of rows of about BLOCK_ELEMENTS elements, so the fp32 intermediates stay in cache and
   their memory is reused: a fresh multi-MB tensor costs its page faults, which made the one-shot reference slower
-  than eager Algorithm 2 in bf16. Elsewhere one block is the whole tensor (a kernel launch per block).
+  than eager Algorithm 2 in bf16. torch's intra-op threads each take a contiguous share of the rows, with torch's
+  pool at one thread meanwhile (robust on a busy machine). Elsewhere one block is the whole tensor (a kernel launch).
 - Scale-0 rows and NaN are fixed up afterwards. On a CPU only where they occur (reading a CPU tensor costs no device
   sync); on other devices with a pass that needs no value on the host.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -41,22 +44,62 @@ def symnoise_torch(
     if scale is None:
         scale = torch.full((n_rows,), scale_value, dtype=torch.float32, device=device)
     signed_scale = {"plus": scale[:, None], "minus": (-scale)[:, None]}  # x - s*eps = x + (-s)*eps, exactly
-    byte_values = sign_bytes(n_rows, dim, seed, device)  # all Philox calls at once: one per 128 elements
     unit_table = (bits_of_bytes(device) * 2 - 1).to(torch.float32)
-    rows_per_block = max(BLOCK_ELEMENTS // dim, 1) if device.type == "cpu" else n_rows
-    for start in range(0, n_rows, rows_per_block):
-        stop = min(start + rows_per_block, n_rows)
-        xf = x2d[start:stop].float()  # fp32 input: a view, no copy
-        eps = signs_from_bytes(byte_values[start:stop], dim, unit_table)
-        for i, h in enumerate(halves):
-            target = out[i, start:stop]
-            if dtype == torch.float32:
-                torch.addcmul(xf, eps, signed_scale[h][start:stop], out=target)
-            else:
-                target.copy_(torch.addcmul(xf, eps, signed_scale[h][start:stop]))  # one rounding, at the store
+
+    def fill(start: int, stop: int, rows_per_block: int) -> None:
+        """Rows [start, stop) of every half: their signs (one Philox call per 128 elements, for all the rows at
+        once), then the arithmetic in blocks of `rows_per_block` rows."""
+        byte_values = sign_bytes(stop - start, dim, seed, device, first_row=start)
+        for block in range(start, stop, rows_per_block):
+            end = min(block + rows_per_block, stop)
+            xf = x2d[block:end].float()  # fp32 input: a view, no copy
+            eps = signs_from_bytes(byte_values[block - start : end - start], dim, unit_table)
+            for i, h in enumerate(halves):
+                target = out[i, block:end]
+                if dtype == torch.float32:
+                    torch.addcmul(xf, eps, signed_scale[h][block:end], out=target)
+                else:
+                    target.copy_(torch.addcmul(xf, eps, signed_scale[h][block:end]))  # one rounding, at the store
+
+    if device.type == "cpu":
+        _on_cpu_threads(fill, n_rows, max(BLOCK_ELEMENTS // dim, 1))
+    else:
+        fill(0, n_rows, n_rows)  # one kernel launch per op: no blocks
     _keep_zero_scale_rows(out, x2d, scale, host_reads)
     _canonical_nan(out, x2d, host_reads)
     return out if half == "both" else out[0]
+
+
+def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
+    """`fill(start, stop, rows_per_block)` on torch's intra-op threads, each with its own share of the rows and
+    torch's pool set to one thread meanwhile."""
+    # NOTE: coarse-grained threads. Run on torch's thread pool, each of the many small torch calls of the op (Philox
+    # rounds, then ~10 calls per cache-sized block) is a parallel region that waits for every pool thread: on 2
+    # threads beside one spinning process per core, a call at 2048 x 4096 took 214 ms in bf16 against eager
+    # Algorithm 2's 176 (idle: 36 vs 70). Each thread running its share alone, with one wait per call, it takes
+    # 82 ms against 158 busy and 41 against 88 idle (fp32: 86 vs 257, 51 vs 153; benchmarks/cpu_load.py).
+    pool_threads = torch.get_num_threads()
+    threads = min(pool_threads, -(-n_rows // rows_per_block))  # no more threads than blocks
+    if threads <= 1:
+        fill(0, n_rows, rows_per_block)
+        return
+    per_thread = -(-n_rows // threads)
+    shares = [(start, min(start + per_thread, n_rows), rows_per_block) for start in range(0, n_rows, per_thread)]
+    torch.set_num_threads(1)  # torch's pool: also what the worker threads take on their first op
+    try:
+        list(_workers(len(shares)).map(lambda share: fill(*share), shares))
+    finally:
+        torch.set_num_threads(pool_threads)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _workers(threads: int) -> ThreadPoolExecutor:
+    """A pool of `threads` Python threads, made once per size (torch releases the GIL inside its ops)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="symnoise")
+    return _POOLS[threads]
 
 
 def _keep_zero_scale_rows(out: torch.Tensor, x2d: torch.Tensor, scale: torch.Tensor, host_reads: bool) -> None:

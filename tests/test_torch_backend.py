@@ -40,3 +40,19 @@ def test_block_size_does_not_change_the_output(monkeypatch):
     for block in (1, 257 * 7, 10**9):  # a row per block, 7 rows per block, one block
         monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", block)
         assert_bit_equal(torch_backend.symnoise_torch(x, scale, 0.0, SEED, "both"), want)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_threads_share_the_rows_and_leave_the_pool_as_it_was(monkeypatch, threads):
+    # Each of torch's intra-op threads runs its own share of the rows (the shares end mid-block for 3 threads).
+    x = torch.randn(301, 130, dtype=torch.bfloat16)
+    scale = row_scales(301)
+    want = symnoise_reference(x, scale, SEED, "both")
+    monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", 130 * 16)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        assert_bit_equal(torch_backend.symnoise_torch(x, scale, 0.0, SEED, "both"), want)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
