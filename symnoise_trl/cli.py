@@ -9,10 +9,14 @@ trains the cached tiny model of `symnoise_trl.quickstart.tiny_model`; without a 
 """
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+from .preflight import check_model, check_numbers, check_output_dir
 from .quickstart.tasks import DATA_DIR
 
 USAGE = "symnoise-sft [--config FILE.yaml] [--symnoise_alpha ALPHA] [--model_name_or_path M] [--dataset_name D] ..."
@@ -87,17 +91,18 @@ def load_train_eval(script_args, training_args, dataset_args):
 
 
 def resume_argument(value: str | None, output_dir: str):
-    """--resume_from_checkpoint as Trainer.train takes it: None, True (the latest checkpoint in `output_dir`) or a
-    checkpoint folder. Raises ValueError with the fix when there is nothing to resume from."""
+    """--resume_from_checkpoint as Trainer.train takes it: None, or a checkpoint folder (true/last: the latest in
+    `output_dir`). Raises ValueError with the fix when there is nothing to resume from."""
     from transformers.trainer_utils import get_last_checkpoint
 
     value = str(value)  # a YAML config gives true/false as booleans
     if value.lower() in ("false", "none", ""):
         return None
     if value.lower() in LATEST_CHECKPOINT:
-        if not Path(output_dir).is_dir() or get_last_checkpoint(output_dir) is None:
+        latest = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if latest is None:
             raise ValueError(f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no checkpoint-N folder")
-        return True
+        return latest
     if not Path(value).is_dir():
         raise ValueError(
             f"--resume_from_checkpoint {value}: no such checkpoint folder (give a checkpoint-N folder, or true/last "
@@ -113,13 +118,20 @@ class CommandLine(NamedTuple):
     training_args: object  # SymNoiseSFTConfig
     model_args: object  # trl.ModelConfig
     dataset_args: object  # trl.DatasetMixtureConfig
-    resume: str | bool | None  # as Trainer.train's resume_from_checkpoint takes it
+    resume: str | None  # the checkpoint folder to resume from
 
 
 def parse_command_line(parser, argv=None) -> CommandLine:
-    """Parse `argv` (default: the command line) and check what the dataclasses cannot: exits 2 on an argparse error,
-    raises ValueError (a config's __post_init__, a missing checkpoint, conflicting data options)."""
+    """Parse `argv` (default: the command line) and check what the dataclasses cannot, before anything loads: exits 2
+    on an argparse error, raises ValueError (a config's __post_init__, the output folder, a count or step number, the
+    model, a missing checkpoint, conflicting data options)."""
+    from huggingface_hub import constants
+
     script_args, training_args, model_args, dataset_args = parser.parse_args_and_config(args=argv)
+    check_output_dir(training_args.output_dir)
+    check_numbers(training_args)
+    if model_args.model_name_or_path is not None:
+        check_model(model_args.model_name_or_path, offline=constants.HF_HUB_OFFLINE)
     resume = resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
     if dataset_args.datasets and script_args.dataset_name:
         raise ValueError("give either --dataset_name or `datasets` (a dataset mixture), not both")
@@ -129,15 +141,22 @@ def parse_command_line(parser, argv=None) -> CommandLine:
 def build_trainer(command: CommandLine):
     """The data, checked, and a SymNoiseSFTTrainer on the model of `command` (the built-in tiny model by default).
     Raises ValueError for bad data (DataError) or a setting the trainer refuses at start-up."""
+    import torch
     from trl import get_peft_config, get_quantization_config
 
     from .quickstart.tiny_model import tiny_model_path
     from .sft_trainer import SymNoiseSFTTrainer
 
     script_args, training_args, model_args, dataset_args, _ = command
+    train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)  # before the model loads
     if model_args.model_name_or_path is None:
         model_args.model_name_or_path = str(tiny_model_path())
         print(f"No --model_name_or_path: using the built-in tiny model at {model_args.model_name_or_path}")
+        if "OMP_NUM_THREADS" not in os.environ and training_args.device.type == "cpu":
+            # NOTE: a 1.8M-parameter model's ops are too small to share: on 2 busy cores a quickstart step took
+            # 682 ms on torch's 2 threads against 119 ms on one (idle: 70 vs 91; benchmarks/quickstart_load.py).
+            torch.set_num_threads(1)
+            print("The tiny model trains on one CPU thread (set OMP_NUM_THREADS to choose)")
     model_init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
@@ -150,7 +169,6 @@ def build_trainer(command: CommandLine):
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
-    train_dataset, eval_dataset = load_train_eval(script_args, training_args, dataset_args)
     return SymNoiseSFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -163,9 +181,15 @@ def build_trainer(command: CommandLine):
 
 def train_and_save(trainer, command: CommandLine) -> None:
     """Train (resuming if asked), save the model or adapter with its tokenizer, push if asked."""
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
     from .quickstart.tiny_model import tiny_model_path
 
     script_args, training_args, model_args, _, resume = command
+    if resume is not None:
+        state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE_NAME))
+        trainer.accelerator.print(f"Resuming from {resume} at step {state.global_step}")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     what = "LoRA adapter" if model_args.use_peft else "model"
@@ -181,6 +205,11 @@ def train_and_save(trainer, command: CommandLine) -> None:
 def run(argv=None):
     """`symnoise-sft` on `argv` (default: the command line): parse, build, train, save; returns the trainer. A bad
     option, file or setting exits 2 with one line, before training."""
+    # NOTE: TRL's SFTConfig sets `gradient_checkpointing` by default, which transformers >= 5.2x deprecates in favour
+    # of `activation_checkpointing` (absent before): a FutureWarning on every run, about nothing the user wrote.
+    warnings.filterwarnings("ignore", message=r"`gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+    # bitsandbytes, where installed, logs on import that an optional CPU kernel package is missing: not the user's.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in record.msg)
     parser = make_parser()
     try:
         command = parse_command_line(parser, argv)

@@ -4,6 +4,7 @@ TRL's SFT data sets come in three formats; anything else fails deep inside `data
 not name the data. `check_sft_dataset` names the source, the column and the row instead.
 """
 
+import json
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, IterableDataset, LargeList, List, Value, load_dataset
@@ -31,20 +32,66 @@ class DataError(ValueError):
 
 def load_sft_dataset(name: str, config: str | None = None, streaming: bool = False) -> DatasetDict:
     """`name` as a DatasetDict: a local .json/.jsonl/.csv/.parquet file (its split is "train"), a local folder of such
-    files, or a Hub data set."""
+    files, or a Hub data set. Local files are checked first (`check_data_file`): a DataError names the file and the
+    line, where `datasets` would fail deep inside with neither."""
     path = Path(name).expanduser()
     if not path.exists() and (path.suffix.lower() in FILE_BUILDERS or name.startswith((".", "/", "~"))):
-        raise DataError(f"{name}: no such file or folder")
+        raise DataError(f"{name}: no such file or folder; give a .json, .jsonl, .csv or .parquet file or a folder")
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DataError(
                 f"{name}: a data file must end in {', '.join(FILE_BUILDERS)} (or pass a folder or a Hub data set name)"
             )
-        if not path.read_bytes().strip():
-            raise DataError(f"{name} is empty: there are no examples to train on")
+        check_data_file(path, name)
         return load_dataset(builder, data_files=str(path), streaming=streaming)
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in FILE_BUILDERS)
+        if not files:
+            raise DataError(
+                f"{name}: the folder has no data files ({', '.join(FILE_BUILDERS)}); put the data there or give a file"
+            )
+        for file in files:
+            check_data_file(file, str(file))
     return load_dataset(name, name=config, streaming=streaming)
+
+
+def check_data_file(path: Path, shown: str) -> None:
+    """Raise a DataError naming `shown` and the 1-based line when a local data file is empty, is not UTF-8 text
+    (.json, .jsonl, .csv), or holds a line that is not JSON (.jsonl, and .json in JSON Lines form)."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{shown} is empty: there are no examples to train on")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{shown}:{line}: not UTF-8 text (byte 0x{data[error.start]:02X}); save the file as UTF-8"
+        ) from None
+    if suffix == ".jsonl" or (suffix == ".json" and not _is_one_json_document(text)):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    f"{shown}:{number}: not valid JSON ({error.msg} at column {error.colno}); each line must be one "
+                    "JSON object"
+                ) from None
+
+
+def _is_one_json_document(text: str) -> bool:
+    """Whether `text` is one JSON value (a .json file in array or object form, not JSON Lines)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _sft_columns(columns: list[str], text_field: str) -> list[str]:

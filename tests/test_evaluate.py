@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from symnoise_trl.quickstart.tiny_model import tiny_model_path
 from symnoise_trl.research.evaluate import (
@@ -106,6 +107,29 @@ def test_the_command_writes_into_the_model_folder_by_default(tmp_path, capsys):
     assert f"Evaluated {model}: {summary_line(metrics)}" in out
     assert f"to {model / 'eval'}" in out
     assert summary_line(metrics).startswith(f"held-out loss {metrics['heldout_loss']:.3f} | exact match ")
+
+
+def test_a_baseline_is_evaluated_beside_the_model_with_a_verdict(tmp_path, capsys):
+    trained = tmp_path / "trained"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path())
+    with torch.no_grad():  # a different model than the baseline: its own metrics
+        model.lm_head.weight.mul_(0.5)
+    model.save_pretrained(trained)
+    AutoTokenizer.from_pretrained(tiny_model_path()).save_pretrained(trained)
+    main(["--model", str(trained), "--baseline", str(tiny_model_path()), "--baseline_name", "untrained", "--limit",
+          "4", "--max_new_tokens", "2", "--batch_size", "4"])  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    after = json.loads((trained / "eval" / "metrics.json").read_text())
+    before = json.loads((trained / "eval" / "baseline" / "metrics.json").read_text())
+    assert after["heldout_loss"] != before["heldout_loss"]
+    table = out[out.index(next(line for line in out if line.split() == ["untrained", "trained"])) :]
+    assert table[1].split() == ["held-out", "loss", f"{before['heldout_loss']:.3f}", f"{after['heldout_loss']:.3f}"]
+    expected = (
+        f"Verdict: after training, held-out loss {after['heldout_loss']:.2f} "
+        f"(untrained: {before['heldout_loss']:.2f}); exact answers to {after['exact_match']:.1%} of the 4 held-out "
+        f"prompts (untrained: {before['exact_match']:.1%})."
+    )
+    assert table[-1] == expected
 
 
 def test_default_output_dir_of_a_hub_model():

@@ -188,9 +188,31 @@ def summary_line(metrics: dict) -> str:
     return " | ".join(parts)
 
 
+def comparison(baseline: dict, trained: dict, baseline_name: str = "before") -> str:
+    """The held-out metrics of a model before and after training side by side, and a verdict line."""
+    rows = [("held-out loss", "heldout_loss", "{:.3f}"), ("exact match", "exact_match", "{:.1%}"),
+            ("mean response (words)", "mean_whitespace_tokens", "{:.1f}")]  # fmt: skip
+    rows = [(label, key, fmt) for label, key, fmt in rows if key in baseline and key in trained]
+    width = max(len(label) for label, _, _ in rows)
+    lines = [f"{'':{width}}  {baseline_name:>12}  {'trained':>12}"]
+    lines += [f"{label:{width}}  {fmt.format(baseline[key]):>12}  {fmt.format(trained[key]):>12}"
+              for label, key, fmt in rows]  # fmt: skip
+    if "heldout_loss" in trained and "heldout_loss" in baseline:
+        lines.append(
+            f"Verdict: after training, held-out loss {trained['heldout_loss']:.2f} ({baseline_name}: "
+            f"{baseline['heldout_loss']:.2f}); exact answers to {trained['exact_match']:.1%} of the "
+            f"{trained['n_prompts']} held-out prompts ({baseline_name}: {baseline['exact_match']:.1%})."
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="symnoise-evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a trained model or LoRA adapter folder (or Hub name)")
+    parser.add_argument("--baseline", default=None,
+                        help="the model before training (e.g. the base model): evaluated too, and shown side by side "
+                        "with --model, with a verdict line; its files go to OUTPUT_DIR/baseline")  # fmt: skip
+    parser.add_argument("--baseline_name", default="baseline", help="what to call --baseline in the comparison")
     parser.add_argument("--prompts", default=None, help="JSONL/JSON prompts; default: the quickstart held-out split")
     parser.add_argument("--output_dir", default=None,
                         help="where to write metrics.json, generations.jsonl, alpaca_eval.json (default: MODEL/eval "
@@ -201,12 +223,16 @@ def main(argv=None) -> None:
     parser.add_argument("--chat_template", action="store_true", help="wrap each prompt in the tokenizer's template")
     parser.add_argument("--generator", default=None, help="name in the AlpacaEval export (default: model folder)")
     args = parser.parse_args(argv)
-    output_dir = args.output_dir or default_output_dir(args.model)
-    metrics = evaluate(args.model, args.prompts, output_dir=output_dir, max_new_tokens=args.max_new_tokens,
-                       batch_size=args.batch_size, limit=args.limit, chat_template=args.chat_template,
-                       generator=args.generator)  # fmt: skip
+    output_dir = Path(args.output_dir or default_output_dir(args.model))
+    options = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
+                   chat_template=args.chat_template)  # fmt: skip
+    metrics = evaluate(args.model, args.prompts, output_dir=output_dir, generator=args.generator, **options)
     print(f"Evaluated {args.model}: {summary_line(metrics)}")
     print(f"Wrote metrics.json, generations.jsonl and alpaca_eval.json to {output_dir}")
+    if args.baseline is not None:
+        before = evaluate(args.baseline, args.prompts, output_dir=output_dir / "baseline", **options)
+        print(f"Evaluated the baseline {args.baseline}: {summary_line(before)}")
+        print(comparison(before, metrics, args.baseline_name))
 
 
 if __name__ == "__main__":
