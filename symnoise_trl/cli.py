@@ -192,6 +192,7 @@ def train_and_save(trainer, command: CommandLine) -> None:
         trainer.accelerator.print(f"Resuming from {resume} at step {state.global_step}")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
+    trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=script_args.dataset_name)
     what = "LoRA adapter" if model_args.use_peft else "model"
     trainer.accelerator.print(f"Saved the {what} and tokenizer to {training_args.output_dir}")
     if training_args.push_to_hub:

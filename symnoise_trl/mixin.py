@@ -11,12 +11,13 @@ trainer's own.
 
 import contextlib
 import warnings
+from pathlib import Path
 
 from .clean_loss import CleanLossMeter
 from .hf_internals import model_parallelism_in_use, neftune_alpha, real_tokens_counted_once, trl_model_card
-from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings
+from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings, transformers_model
 from .kernels.symnoise_op import triton_available, triton_runs_on
-from .model_card import PAPER
+from .model_card import PAPER, base_model_name, complete_card, hub_names_for_the_card
 from .seeds import MicroBatchSeeds
 from .two_pass import weighted_half
 
@@ -126,6 +127,18 @@ class SymNoiseMixin:
                 with sync, weighted_half(self, num_items_in_batch), hook.armed(inputs, seed, half) as one_half:
                     loss = loss + super().training_step(model, one_half, doubled_items)
             return loss
+
+    def create_model_card(self, *args, **kwargs):
+        """The trainer's card, naming the base model (a local folder too) and recording the SymNoise settings."""
+        if getattr(self.args, "symnoise_alpha", None) is None:
+            return super().create_model_card(*args, **kwargs)
+        if not args and "model_name" not in kwargs:  # TRL's card is titled by it; transformers' defaults to the same
+            kwargs["model_name"] = Path(self.args.output_dir).name
+        base_model, is_hub_id = base_model_name(transformers_model(self.model, self.accelerator).config)
+        with hub_names_for_the_card(self, base_model, is_hub_id):
+            super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():  # where the trainers write the card
+            complete_card(self.args.output_dir, base_model, is_hub_id, self.args)
 
     def log(self, logs: dict, *args, **kwargs):
         if self._clean_loss is not None and "loss" in logs:  # a training log: add the clean loss measured since

@@ -6,7 +6,7 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .mixin import SymNoiseMixin
-from .model_card import TAG, append_citation
+from .model_card import TAG
 from .training_args import SymNoiseArguments, SymNoiseTrainingArguments, with_symnoise_fields
 
 
@@ -36,5 +36,3 @@ class SymNoiseTrainer(SymNoiseMixin, Trainer):
     def create_model_card(self, *args, tags=None, **kwargs):
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         super().create_model_card(*args, tags=[*tags, TAG], **kwargs)
-        if self.is_world_process_zero():  # where Trainer writes the card
-            append_citation(self.args.output_dir)

@@ -110,7 +110,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monkeypatch):
+def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monkeypatch, capsys):
     from symnoise_trl import SymNoiseSFTTrainer
 
     argv = ["--config", str(QUICKSTART), *FAST, "--max_steps", "6", "--save_steps", "3", "--save_total_limit", "5",
@@ -129,7 +129,9 @@ def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monk
         with pytest.raises(Interrupted):
             run([*argv, "--output_dir", str(tmp_path / "cut")])
     assert sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*")) == ["checkpoint-3"]
+    capsys.readouterr()
     resumed = run([*argv, "--output_dir", str(tmp_path / "cut"), "--resume_from_checkpoint", "true"])
+    assert f"Resuming from {tmp_path / 'cut' / 'checkpoint-3'} at step 3" in capsys.readouterr().out
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (full, resumed)]
     assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-6)  # 1-3 from the checkpoint's log
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters(), strict=True):
@@ -140,7 +142,8 @@ def test_resume_argument_takes_yaml_booleans(tmp_path):
     from symnoise_trl.cli import resume_argument
 
     (tmp_path / "checkpoint-3").mkdir()
-    assert resume_argument(True, str(tmp_path)) is True  # `resume_from_checkpoint: true` in a YAML config
+    # `resume_from_checkpoint: true` in a YAML config: the latest checkpoint
+    assert resume_argument(True, str(tmp_path)) == str(tmp_path / "checkpoint-3")
     assert resume_argument(False, str(tmp_path)) is None and resume_argument(None, str(tmp_path)) is None
     assert resume_argument(str(tmp_path / "checkpoint-3"), str(tmp_path)) == str(tmp_path / "checkpoint-3")
 

@@ -44,22 +44,22 @@ def test_converted_once_into_the_cache(cache, tmp_path, monkeypatch):
     gguf = tmp_path / MODELS["smollm2-135m-instruct"].gguf_file
     monkeypatch.setattr(offline_models, "_gguf_path", lambda spec: gguf)
 
-    def fake_convert(source, destination):
-        calls.append((source, destination))
+    def fake_convert(source, destination, hub_name):
+        calls.append((source, destination, hub_name))
         (destination / "config.json").write_text("{}")
 
     monkeypatch.setattr(offline_models, "convert", fake_convert)
     first = offline_model_path()
-    assert first == cache / "smollm2-135m-instruct-v1" and (first / "config.json").exists()
+    assert first == cache / f"smollm2-135m-instruct-{offline_models.VERSION}" and (first / "config.json").exists()
     assert offline_model_path() == first
-    assert len(calls) == 1 and calls[0][0] == gguf
+    assert len(calls) == 1 and calls[0][0] == gguf and calls[0][2] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert [p.name for p in cache.iterdir()] == [first.name]  # no staging folder left behind
 
 
 def test_a_failed_conversion_leaves_no_folder(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(offline_models, "_gguf_path", lambda spec: tmp_path / "x.gguf")
 
-    def broken(source, destination):
+    def broken(source, destination, hub_name):
         (destination / "partial.bin").write_text("")
         raise RuntimeError("conversion failed")
 

