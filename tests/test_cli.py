@@ -41,6 +41,9 @@ def test_quickstart_yaml_end_to_end(tmp_path, model_cache):
     assert "To run the same on a real model" in done.stdout
     assert done.stdout.count("'loss'") + done.stderr.count("'loss'") >= 3  # Trainer's loss logs
     assert "'clean_loss'" in done.stdout + done.stderr  # the quickstart logs the loss without noise too
+    assert "deprecated" not in done.stderr and "FutureWarning" not in done.stderr  # the shipped config is current
+    card = (out / "README.md").read_text()
+    assert f"`{tiny_model_path().name}` (a local model folder)" in card and "| `symnoise_alpha` | 5.0 |" in card
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.vocab_size == len(tokenizer)

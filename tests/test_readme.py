@@ -82,10 +82,11 @@ def test_readme_blocks_run_as_written(tmp_path_factory):
         ran += 1
         if snippet.code.startswith("bash scripts/quickstart.sh"):
             assert "held-out loss" in done.stdout and "exact match" in done.stdout, done.stdout[-2000:]
+            assert "Verdict: after training" in done.stdout and "untrained" in done.stdout, done.stdout[-2000:]
     assert ran >= 8
     assert (ROOT / "outputs" / "quickstart" / "eval" / "metrics.json").exists()
     assert (ROOT / "outputs" / "resumable" / "checkpoint-60").is_dir()
-    assert (workdir / "out").is_dir()  # the TRL script block trained and saved there
+    assert (workdir / "outputs" / "readme-sft").is_dir()  # the TRL script block trained and saved there
 
 
 if __name__ == "__main__":
