@@ -87,9 +87,16 @@ def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
     shares = [(start, min(start + per_thread, n_rows), rows_per_block) for start in range(0, n_rows, per_thread)]
     torch.set_num_threads(1)  # torch's pool: also what the worker threads take on their first op
     try:
-        list(_workers(len(shares)).map(lambda share: fill(*share), shares))
+        list(_workers(len(shares)).map(lambda share: _without_autograd(fill, *share), shares))
     finally:
         torch.set_num_threads(pool_threads)
+
+
+def _without_autograd(fill, *args) -> None:
+    # A worker thread does not inherit the op's dispatch state (the op runs below autograd, whose formula is
+    # registered with it): its torch calls would record a graph, and writing into `out` would fail.
+    with torch.no_grad():
+        fill(*args)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

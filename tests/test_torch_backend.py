@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels import symnoise_torch as torch_backend
 from symnoise_trl.kernels.reference import symnoise_reference
 
@@ -56,3 +57,19 @@ def test_cpu_threads_share_the_rows_and_leave_the_pool_as_it_was(monkeypatch, th
         assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_threads_under_autograd(monkeypatch):
+    # The public op on a tensor that requires grad, split over two threads: the same bits, and the op's gradient.
+    monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", 64 * 8)
+    x = torch.randn(40, 64, requires_grad=True)
+    scale = row_scales(40)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = symnoise(x, scale, SEED, backend="torch")
+    finally:
+        torch.set_num_threads(before)
+    assert_bit_equal(out.detach(), symnoise_reference(x.detach(), scale, SEED, "both"))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))
