@@ -22,7 +22,7 @@ import torch
 from symnoise_trl.clean_loss import CleanLossMeter
 from symnoise_trl.report import table
 
-from common import device_name, write_csv
+from common import device_name, step_timer, write_csv
 
 SETTINGS = (0, 1, 10)
 WARMUP_STEPS = 2
@@ -46,7 +46,6 @@ def timed_measure(record: list[float]):
 
 def step_times(every: int, model_size: str, steps: int, batch_size: int) -> list[float]:
     from datasets import load_dataset
-    from transformers import TrainerCallback
 
     from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
     from symnoise_trl.quickstart.tasks import DATA_DIR
@@ -55,17 +54,6 @@ def step_times(every: int, model_size: str, steps: int, batch_size: int) -> list
 
     on_gpu = torch.cuda.is_available()
     times = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if on_gpu:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if on_gpu:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - self.start)
 
     model, tokenizer = build_model(model_size)
     args = SymNoiseSFTConfig(
@@ -76,7 +64,7 @@ def step_times(every: int, model_size: str, steps: int, batch_size: int) -> list
     )  # fmt: skip
     data = load_dataset(str(DATA_DIR), split="train")
     trainer = SymNoiseSFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                 callbacks=[StepTimer()])  # fmt: skip
+                                 callbacks=[step_timer(times)])  # fmt: skip
     trainer.train()
     return times[WARMUP_STEPS:]
 

@@ -29,3 +29,25 @@ def write_csv(name: str, rows: list[dict]) -> Path:
     """benchmarks/results/<name> (or $SYMNOISE_RESULTS/<name>)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     return report.write_csv(RESULTS / name, rows)
+
+
+def step_timer(times: list[float]):
+    """A Trainer callback that appends each optimizer step's wall time to `times` (synchronised on a GPU)."""
+    import time
+
+    from transformers import TrainerCallback
+
+    def sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            sync()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync()
+            times.append(time.perf_counter() - self.start)
+
+    return StepTimer()

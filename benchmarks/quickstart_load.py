@@ -16,14 +16,13 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 import torch
 import yaml
 
 from symnoise_trl.report import table
 
-from common import device_name, write_csv
+from common import device_name, step_timer, write_csv
 from cpu_load import BusySiblings
 
 WARMUP_STEPS = 3
@@ -38,7 +37,7 @@ def quickstart_steps(config: dict) -> int:
 
 def mean_step(mode: str, config: dict, steps: int) -> float:
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
@@ -46,13 +45,6 @@ def mean_step(mode: str, config: dict, steps: int) -> float:
     from symnoise_trl.quickstart.tiny_model import tiny_model_path
 
     times = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.start)
 
     keys = ("per_device_train_batch_size", "learning_rate", "max_length", "bf16", "dataloader_pin_memory", "seed")
     common = {k: config[k] for k in keys if k in config}
@@ -65,7 +57,8 @@ def mean_step(mode: str, config: dict, steps: int) -> float:
     path = tiny_model_path()
     trainer = trainer_cls(model=AutoModelForCausalLM.from_pretrained(path), args=args,
                           train_dataset=load_dataset(str(DATA_DIR), split="train"),
-                          processing_class=AutoTokenizer.from_pretrained(path), callbacks=[StepTimer()])  # fmt: skip
+                          processing_class=AutoTokenizer.from_pretrained(path),
+                          callbacks=[step_timer(times)])  # fmt: skip
     trainer.train()
     return statistics.fmean(times[WARMUP_STEPS:])
 

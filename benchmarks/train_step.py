@@ -23,13 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
 from symnoise_trl.report import table
 
-from common import device_name, write_csv
+from common import device_name, step_timer, write_csv
 
 MODES = ("sft", "neftune", "symnoise", "symnoise_two_pass")
 WARMUP_STEPS = 2
@@ -54,7 +53,6 @@ def build_model(size: str):
 
 def worker(mode: str, size: str, steps: int, batch_size: int) -> dict:
     from datasets import load_dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
@@ -62,19 +60,7 @@ def worker(mode: str, size: str, steps: int, batch_size: int) -> dict:
 
     on_gpu = torch.cuda.is_available()
 
-    class StepTimer(TrainerCallback):
-        times = []
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if on_gpu:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if on_gpu:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.start)
-
+    times = []
     model, tokenizer = build_model(size)
     common = dict(
         output_dir=tempfile.mkdtemp(prefix=f"train_step_{mode}_"), per_device_train_batch_size=batch_size,
@@ -88,7 +74,7 @@ def worker(mode: str, size: str, steps: int, batch_size: int) -> dict:
         args = SymNoiseSFTConfig(**common, symnoise_alpha=5.0, symnoise_two_pass=mode == "symnoise_two_pass")
         trainer_cls = SymNoiseSFTTrainer
     data = load_dataset(str(DATA_DIR), split="train")
-    timer = StepTimer()
+    timer = step_timer(times)
     trainer = trainer_cls(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[timer])
     activations = SavedActivations(trainer.model)
     if on_gpu:
@@ -96,7 +82,7 @@ def worker(mode: str, size: str, steps: int, batch_size: int) -> dict:
     with torch.autograd.graph.saved_tensors_hooks(activations.pack, lambda tensor: tensor):
         trainer.train()
     tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
-    measured = timer.times[WARMUP_STEPS:]
+    measured = times[WARMUP_STEPS:]
     real_tokens = tokens[-1] - tokens[WARMUP_STEPS - 1]
     peak = torch.cuda.max_memory_allocated() if on_gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
