@@ -6,13 +6,15 @@ bit (docs/noise-stream.md), and differs in how:
   multiply-add rounds the same single addition), then one round-to-nearest-even store to x.dtype.
 - On a CPU it works in blocks of rows of about BLOCK_ELEMENTS elements, so the fp32 intermediates stay in cache and
   their memory is reused: a fresh multi-MB tensor costs its page faults, which made the one-shot reference slower
-  than eager Algorithm 2 in bf16. torch's intra-op threads each take a contiguous share of the rows, with torch's
-  pool at one thread meanwhile (robust on a busy machine). Elsewhere one block is the whole tensor (a kernel launch).
+  than eager Algorithm 2 in bf16. As many worker threads as torch has intra-op threads each take a contiguous share
+  of the rows, with torch's pool at one thread meanwhile (robust on a busy machine). Elsewhere one block is the
+  whole tensor (a kernel launch).
 - Scale-0 rows and NaN are fixed up afterwards. On a CPU only where they occur (reading a CPU tensor costs no device
   sync); on other devices with a pass that needs no value on the host.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
@@ -71,8 +73,8 @@ def symnoise_torch(
 
 
 def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
-    """`fill(start, stop, rows_per_block)` on torch's intra-op threads, each with its own share of the rows and
-    torch's pool set to one thread meanwhile."""
+    """`fill(start, stop, rows_per_block)` on as many Python worker threads as torch has intra-op threads, each with
+    its own share of the rows, and torch's pool set to one thread meanwhile (torch releases the GIL in its ops)."""
     # NOTE: coarse-grained threads. Run on torch's thread pool, each of the many small torch calls of the op (Philox
     # rounds, then ~10 calls per cache-sized block) is a parallel region that waits for every pool thread: on 2
     # threads beside one spinning process per core, a call at 2048 x 4096 took 214 ms in bf16 against eager
@@ -85,28 +87,38 @@ def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
         return
     per_thread = -(-n_rows // threads)
     shares = [(start, min(start + per_thread, n_rows), rows_per_block) for start in range(0, n_rows, per_thread)]
+    # A worker thread does not inherit the caller's autograd state (the op runs below autograd, whose formula is
+    # registered with it): without this its torch calls would record a graph, or write into an inference tensor.
+    inference = torch.is_inference_mode_enabled()
+
+    def run(share):
+        with torch.inference_mode() if inference else torch.no_grad():
+            fill(*share)
+
     torch.set_num_threads(1)  # torch's pool: also what the worker threads take on their first op
     try:
-        list(_workers(len(shares)).map(lambda share: _without_autograd(fill, *share), shares))
+        futures = [_workers(len(shares)).submit(run, share) for share in shares]
+        wait(futures)  # all of them, also when one fails: none may still write into the output after the return
+        for future in futures:
+            future.result()
     finally:
         torch.set_num_threads(pool_threads)
 
 
-def _without_autograd(fill, *args) -> None:
-    # A worker thread does not inherit the op's dispatch state (the op runs below autograd, whose formula is
-    # registered with it): its torch calls would record a graph, and writing into `out` would fail.
-    with torch.no_grad():
-        fill(*args)
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL: list[tuple[int, ThreadPoolExecutor]] = []  # at most one (size, pool), grown to the most shares asked for
 
 
 def _workers(threads: int) -> ThreadPoolExecutor:
-    """A pool of `threads` Python threads, made once per size (torch releases the GIL inside its ops)."""
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="symnoise")
-    return _POOLS[threads]
+    """The worker pool, with at least `threads` threads."""
+    if not _POOL or _POOL[0][0] < threads:
+        if _POOL:
+            _POOL.pop()[1].shutdown(wait=False)
+        _POOL.append((threads, ThreadPoolExecutor(threads, thread_name_prefix="symnoise")))
+    return _POOL[0][1]
+
+
+# A forked child inherits the pool's bookkeeping but not its threads: it makes its own.
+os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _keep_zero_scale_rows(out: torch.Tensor, x2d: torch.Tensor, scale: torch.Tensor, host_reads: bool) -> None:

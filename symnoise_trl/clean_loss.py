@@ -8,27 +8,40 @@ next logging step:
                    cross entropy over the labels that are not -100), over all ranks
   clean_loss_gap   the logged training loss of the same steps minus clean_loss: what the noise adds
 It changes no gradient, no noise and no random state (the forward runs under a forked RNG): a run with it trains
-bit-identically to one without it.
+bit-identically to one without it. The gap also holds whatever the trainer's loss adds to the token NLL (a
+mixture-of-experts router loss, label smoothing, TRL's "dft" loss). The clean forward builds the model's logits, as a
+plain Trainer's forward does; the loss is computed from them in chunks of CHUNK_TOKENS tokens.
 """
 
 import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+CHUNK_TOKENS = 4096
 _LABEL_KEYS = ("labels", "shift_labels")
 
 
 def _clean_nll(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of the next-token negative log-likelihood over the labelled tokens, their count) of `inputs`."""
     outputs = model(**{k: v for k, v in inputs.items() if k not in _LABEL_KEYS}, use_cache=False)
-    logits = outputs.logits.float()
+    logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]  # return_dict=False gives a tuple
     if "shift_labels" in inputs:  # already aligned with the logits
         targets = inputs["shift_labels"]
     else:
         targets = F.pad(inputs["labels"], (0, 1), value=IGNORE_INDEX)[..., 1:]
-    targets = targets.to(logits.device)
-    nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    logits, targets = logits.flatten(0, -2), targets.to(logits.device).flatten()
+    # NOTE: in chunks of tokens, so the fp32 copy of the logits is a chunk's (B * T * vocab in full).
+    nll = sum(F.cross_entropy(logits[i : i + CHUNK_TOKENS].float(), targets[i : i + CHUNK_TOKENS],
+                              ignore_index=IGNORE_INDEX, reduction="sum")
+              for i in range(0, targets.numel(), CHUNK_TOKENS))  # fmt: skip
     return nll, (targets != IGNORE_INDEX).sum()
+
+
+def _random_devices(model) -> tuple[str, list[int]]:
+    """The accelerator type and indices whose random state a forward of `model` may draw from (dropout)."""
+    devices = {p.device for p in model.parameters() if p.device.type not in ("cpu", "meta")}
+    device_type = next(iter(devices)).type if devices else "cuda"
+    return device_type, sorted(d.index or 0 for d in devices if d.type == device_type)
 
 
 class CleanLossMeter:
@@ -47,9 +60,9 @@ class CleanLossMeter:
     @torch.no_grad()
     def measure(self, model, inputs: dict, global_step: int) -> None:
         """The clean loss of one micro-batch of step `global_step`, kept on the device (nothing is read back)."""
-        device = next(model.parameters()).device
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # dropout draws leave the training's random state as it was
+        device_type, devices = _random_devices(model)
+        # dropout draws leave the training's random state as it was, on the CPU and every device of the model
+        with torch.random.fork_rng(devices=devices, device_type=device_type):
             nll, tokens = _clean_nll(model, inputs)
         self.nll, self.tokens = self.nll + nll, self.tokens + tokens
         self.steps.add(global_step)

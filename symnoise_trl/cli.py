@@ -93,22 +93,25 @@ def load_train_eval(script_args, training_args, dataset_args):
 def resume_argument(value: str | None, output_dir: str):
     """--resume_from_checkpoint as Trainer.train takes it: None, or a checkpoint folder (true/last: the latest in
     `output_dir`). Raises ValueError with the fix when there is nothing to resume from."""
+    from transformers.trainer import TRAINER_STATE_NAME
     from transformers.trainer_utils import get_last_checkpoint
 
     value = str(value)  # a YAML config gives true/false as booleans
     if value.lower() in ("false", "none", ""):
         return None
     if value.lower() in LATEST_CHECKPOINT:
-        latest = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if latest is None:
+        folder = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if folder is None:
             raise ValueError(f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no checkpoint-N folder")
-        return latest
-    if not Path(value).is_dir():
+    else:
+        folder = value
+    if not (Path(folder) / TRAINER_STATE_NAME).is_file():
+        what = "has no trainer_state.json: not a checkpoint folder" if Path(folder).is_dir() else "no such folder"
         raise ValueError(
-            f"--resume_from_checkpoint {value}: no such checkpoint folder (give a checkpoint-N folder, or true/last "
-            "for the latest one in --output_dir)"
+            f"--resume_from_checkpoint {value}: {folder} {what} (give a checkpoint-N folder, or true/last for the "
+            "latest one in --output_dir)"
         )
-    return value
+    return folder
 
 
 class CommandLine(NamedTuple):
@@ -192,7 +195,8 @@ def train_and_save(trainer, command: CommandLine) -> None:
         trainer.accelerator.print(f"Resuming from {resume} at step {state.global_step}")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
-    trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=script_args.dataset_name)
+    hub_dataset = script_args.dataset_name if not Path(script_args.dataset_name or "").exists() else None
+    trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=hub_dataset)
     what = "LoRA adapter" if model_args.use_peft else "model"
     trainer.accelerator.print(f"Saved the {what} and tokenizer to {training_args.output_dir}")
     if training_args.push_to_hub:

@@ -58,40 +58,76 @@ def load_sft_dataset(name: str, config: str | None = None, streaming: bool = Fal
 
 def check_data_file(path: Path, shown: str) -> None:
     """Raise a DataError naming `shown` and the 1-based line when a local data file is empty, is not UTF-8 text
-    (.json, .jsonl, .csv), or holds a line that is not JSON (.jsonl, and .json in JSON Lines form)."""
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError(f"{shown} is empty: there are no examples to train on")
+    (.json, .jsonl, .csv), or is not JSON: a .jsonl line, or a .json file (one document, or JSON Lines). Reads the
+    file line by line, and stops at the first error."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        if path.stat().st_size == 0:
+            raise DataError(f"{shown} is empty: there are no examples to train on")
         return
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{shown}:{line}: not UTF-8 text (byte 0x{data[error.start]:02X}); save the file as UTF-8"
-        ) from None
-    if suffix == ".jsonl" or (suffix == ".json" and not _is_one_json_document(text)):
-        for number, line in enumerate(text.splitlines(), start=1):
+    # How to read JSON: every line (JSON Lines), or the whole file (one document); a .json file is a document when it
+    # starts with "[", and otherwise JSON Lines when its first line is a whole value.
+    form = (
+        "lines"
+        if suffix == ".jsonl"
+        else "text"
+        if suffix != ".json"
+        else "document"
+        if _starts_with(path, b"[")
+        else "sniff"
+    )
+    empty = True
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):  # splits at b"\n" only, as JSON Lines do
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{shown}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02X}); save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{shown}:{number}: not valid JSON ({error.msg} at column {error.colno}); each line must be one "
-                    "JSON object"
-                ) from None
+            empty = False
+            if form == "sniff":
+                form = "lines" if _is_json(line) else "document"
+            if form == "lines":
+                _check_json_line(line, number, shown)
+    if empty:
+        raise DataError(f"{shown} is empty: there are no examples to train on")
+    if form == "document":
+        _check_json_document(path, shown)
 
 
-def _is_one_json_document(text: str) -> bool:
-    """Whether `text` is one JSON value (a .json file in array or object form, not JSON Lines)."""
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(prefix)
+
+
+def _is_json(line: str) -> bool:
     try:
-        json.loads(text)
+        json.loads(line)
     except json.JSONDecodeError:
         return False
     return True
+
+
+def _check_json_line(line: str, number: int, shown: str) -> None:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{shown}:{number}: not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON "
+            "object"
+        ) from None
+
+
+def _check_json_document(path: Path, shown: str) -> None:
+    """A .json file in one-document form (an array, or one object over several lines)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{shown}:{error.lineno}: not valid JSON ({error.msg} at column {error.colno})") from None
 
 
 def _sft_columns(columns: list[str], text_field: str) -> list[str]:

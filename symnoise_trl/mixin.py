@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .clean_loss import CleanLossMeter
 from .hf_internals import model_parallelism_in_use, neftune_alpha, real_tokens_counted_once, trl_model_card
-from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings, transformers_model
+from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings
 from .kernels.symnoise_op import triton_available, triton_runs_on
 from .model_card import PAPER, base_model_name, complete_card, hub_names_for_the_card
 from .seeds import MicroBatchSeeds
@@ -134,7 +134,7 @@ class SymNoiseMixin:
             return super().create_model_card(*args, **kwargs)
         if not args and "model_name" not in kwargs:  # TRL's card is titled by it; transformers' defaults to the same
             kwargs["model_name"] = Path(self.args.output_dir).name
-        base_model, is_hub_id = base_model_name(transformers_model(self.model, self.accelerator).config)
+        base_model, is_hub_id = base_model_name(self.model.config)  # the config TRL and transformers read
         with hub_names_for_the_card(self, base_model, is_hub_id):
             super().create_model_card(*args, **kwargs)
         if self.is_world_process_zero():  # where the trainers write the card

@@ -30,7 +30,10 @@ def base_model_name(model_config) -> tuple[str | None, bool]:
     if card.is_file():
         from huggingface_hub import ModelCard
 
-        declared = ModelCard.load(card).data.to_dict().get("base_model")
+        try:
+            declared = ModelCard.load(card).data.to_dict().get("base_model")
+        except Exception:  # noqa: BLE001 - a card we cannot read names nothing; training must not fail on it
+            declared = None
         if isinstance(declared, str) and declared:
             return declared, True
     return Path(name).name, False
@@ -57,7 +60,7 @@ def complete_card(output_dir, base_model: str | None, is_hub_id: bool, args) -> 
     path = os.path.join(output_dir, "README.md")
     if not os.path.exists(path):
         return
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         card = f.read()
     if base_model and not is_hub_id:  # TRL's template links the base model to the Hub, and renders None for a folder
         card = card.replace("[None](https://huggingface.co/None)", f"`{base_model}` (a local model folder)")
@@ -84,5 +87,5 @@ def complete_card(output_dir, base_model: str | None, is_hub_id: bool, args) -> 
     ]
     if "@article{yadav2023symnoise" not in card:
         section += ["```bibtex", PAPER["citation"], "```", ""]
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         f.write(card.rstrip("\n") + "\n" + "\n".join(section))

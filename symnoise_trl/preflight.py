@@ -9,8 +9,8 @@ from pathlib import Path
 
 # Options that count something and must be at least 1.
 POSITIVE_INTS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
-# Options that must be > 0 (an int, or for the step options a fraction of the run, as transformers reads them).
-POSITIVE_NUMBERS = ("logging_steps", "save_steps", "eval_steps")
+# Step options that must be > 0 where their strategy is "steps" (an int, or a fraction of the run).
+STEP_OPTIONS = {"logging_steps": "logging_strategy", "save_steps": "save_strategy", "eval_steps": "eval_strategy"}
 # Options that must be >= 0.
 NON_NEGATIVE_NUMBERS = ("learning_rate", "warmup_steps")
 
@@ -27,9 +27,9 @@ def check_numbers(training_args) -> None:
         value = getattr(training_args, name)
         if value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value}")
-    for name in POSITIVE_NUMBERS:
+    for name, strategy in STEP_OPTIONS.items():
         value = getattr(training_args, name, None)
-        if value is not None and value <= 0:
+        if str(getattr(training_args, strategy, "")).endswith("steps") and value is not None and value <= 0:
             raise ValueError(
                 f"--{name} must be > 0 (a number of steps, or a fraction of the run below 1), got {value}"
             )
@@ -64,7 +64,14 @@ def check_model(name: str, offline: bool) -> None:
                 "save_pretrained, or a Hub model name"
             )
         return
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:  # a path: a Hub name is "org/name"
+    # A path, not a Hub name ("org/name"): explicit, deeper, or under a local folder that exists (models/typo).
+    if (
+        name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+        or path.parent.name
+        and path.parent.is_dir()
+    ):
         raise ValueError(f"--model_name_or_path {name}: no such folder")
     if offline and not _in_hub_cache(name):
         raise ValueError(

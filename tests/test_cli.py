@@ -145,6 +145,7 @@ def test_resume_argument_takes_yaml_booleans(tmp_path):
     from symnoise_trl.cli import resume_argument
 
     (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
     # `resume_from_checkpoint: true` in a YAML config: the latest checkpoint
     assert resume_argument(True, str(tmp_path)) == str(tmp_path / "checkpoint-3")
     assert resume_argument(False, str(tmp_path)) is None and resume_argument(None, str(tmp_path)) is None
@@ -154,13 +155,14 @@ def test_resume_argument_takes_yaml_booleans(tmp_path):
 @pytest.mark.parametrize(
     "value, message",
     [("true", "has no checkpoint-N folder"), ("last", "has no checkpoint-N folder"),
-     ("no/such/checkpoint-3", "no such checkpoint folder")],
+     ("no/such/checkpoint-3", "no/such/checkpoint-3 no such folder"),
+     (".", ". has no trainer_state.json: not a checkpoint folder")],
 )  # fmt: skip
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys, value, message):
     with pytest.raises(SystemExit) as exit_info:
         run(["--bf16", "false", "--output_dir", str(tmp_path / "empty"), "--resume_from_checkpoint", value])
     assert exit_info.value.code == 2
-    assert f"--resume_from_checkpoint {value}: " in capsys.readouterr().err
+    assert f"--resume_from_checkpoint {value}: " in (err := capsys.readouterr().err) and message in err
 
 
 def test_tiny_model_is_built_once(model_cache):

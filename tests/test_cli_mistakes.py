@@ -101,3 +101,13 @@ def test_a_real_process_prints_the_line_and_exits_2(tmp_path):
         "2); each line must be one JSON object",
         "(`symnoise-sft --help` lists the options)",
     ]
+
+
+def test_a_missing_folder_under_a_local_folder_is_not_taken_for_a_hub_name(tmp_path, monkeypatch):
+    from symnoise_trl.preflight import check_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ValueError, match=r"^--model_name_or_path models/typo: no such folder$"):
+        check_model("models/typo", offline=False)
+    check_model("some-org/some-model", offline=False)  # a Hub name: left to the Hub client when online

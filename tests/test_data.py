@@ -131,3 +131,26 @@ def test_a_max_length_that_drops_every_example(tmp_path, capsys):
     err = cli_error(capsys, ["--dataset_name", str(path), "--max_length", "1", "--bf16", "false", "--report_to",
                              "none", "--output_dir", str(tmp_path / "out")])  # fmt: skip
     assert "all 8 training examples were dropped: truncated to max_length=1 tokens" in err
+
+
+def test_data_file_checks_name_the_line(tmp_path):
+    from symnoise_trl.data import check_data_file
+
+    good = [json.dumps({"prompt": "a\u2028b", "completion": " c"}), json.dumps({"prompt": "x", "completion": " y"})]
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("\n".join(good) + "\n", encoding="utf-8")
+    check_data_file(lines, "lines.jsonl")  # U+2028 inside a string is not a line break of JSON Lines
+    as_json = tmp_path / "lines.json"
+    as_json.write_text("\n".join(good) + "\n")
+    check_data_file(as_json, "lines.json")  # a .json file in JSON Lines form
+    document = tmp_path / "doc.json"
+    document.write_text('[\n  {"prompt": "a", "completion": " b"},\n  {"prompt": "c", "completion": " d"},\n]\n')
+    with pytest.raises(DataError, match=r"^doc\.json:4: not valid JSON \(Expecting value"):  # the trailing comma
+        check_data_file(document, "doc.json")
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text('{\n  "prompt": ["a"],\n  "completion": [" b"]\n}\n')
+    check_data_file(pretty, "pretty.json")  # one object over several lines
+    csv = tmp_path / "rows.csv"
+    csv.write_bytes(b"prompt,completion\nok, 1\ncaf\xe9, 2\n")
+    with pytest.raises(DataError, match=r"^rows\.csv:3: not UTF-8 text \(byte 0xE9\)"):
+        check_data_file(csv, "rows.csv")

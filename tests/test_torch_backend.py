@@ -73,3 +73,16 @@ def test_cpu_threads_under_autograd(monkeypatch):
     assert_bit_equal(out.detach(), symnoise_reference(x.detach(), scale, SEED, "both"))
     out.sum().backward()
     assert torch.equal(x.grad, torch.full_like(x, 2.0))
+
+
+def test_cpu_threads_under_inference_mode(monkeypatch):
+    monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", 64 * 8)
+    x = torch.randn(40, 64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            out = symnoise(x, 0.1, SEED, backend="torch")
+    finally:
+        torch.set_num_threads(before)
+    assert_bit_equal(out, symnoise_reference(x, torch.full((40,), 0.1), SEED, "both"))
