@@ -6,7 +6,8 @@ measures, side by side in one run, at 2048 x 4096 (one micro-batch of embeddings
   symnoise  the op on the CPU (its torch backend), forward, both halves
   eager     the paper's Algorithm 2 in plain PyTorch (a random sign tensor, add, subtract, concatenate)
 under two conditions: `idle`, and `busy` with one spinning sibling process per core (os.cpu_count()). The calls
-alternate (symnoise, eager, symnoise, ...) and each figure is the median of `--repeats` calls. Writes
+alternate (symnoise, eager, symnoise, ...) and each figure is the median of `--repeats` calls, after a warm-up in
+which the op times its two CPU paths (torch's pool, worker threads) afresh for the condition. Writes
 benchmarks/results/cpu_load.csv and prints a table with the ratio eager / symnoise (above 1: the op is faster).
 
     python benchmarks/cpu_load.py [--repeats 15] [--rows 2048] [--dim 4096]
@@ -21,6 +22,7 @@ import time
 import torch
 
 from symnoise_trl.kernels import symnoise
+from symnoise_trl.kernels.symnoise_torch import FASTER_PATH
 from symnoise_trl.report import table
 
 from common import device_name, write_csv
@@ -60,10 +62,12 @@ class BusySiblings:
 
 
 def measure(dtype: torch.dtype, rows: int, dim: int, repeats: int) -> dict[str, float]:
+    FASTER_PATH.kinds.clear()  # each condition chooses its CPU path afresh, as a new process would
     x = torch.randn(rows, dim).to(dtype)
     providers = {"symnoise": lambda: symnoise(x, SCALE, 1234), "eager": lambda: eager_algorithm2(x, SCALE)}
-    for fn in providers.values():  # warm up
-        fn()
+    for _ in range(4):  # warm up; the op times its two CPU paths twice each
+        for fn in providers.values():
+            fn()
     times = {name: [] for name in providers}
     for _ in range(repeats):
         for name, fn in providers.items():

@@ -6,14 +6,15 @@ bit (docs/noise-stream.md), and differs in how:
   multiply-add rounds the same single addition), then one round-to-nearest-even store to x.dtype.
 - On a CPU it works in blocks of rows of about BLOCK_ELEMENTS elements, so the fp32 intermediates stay in cache and
   their memory is reused: a fresh multi-MB tensor costs its page faults, which made the one-shot reference slower
-  than eager Algorithm 2 in bf16. As many worker threads as torch has intra-op threads each take a contiguous share
-  of the rows, with torch's pool at one thread meanwhile (robust on a busy machine). Elsewhere one block is the
-  whole tensor (a kernel launch).
+  than eager Algorithm 2 in bf16. The blocks run on torch's thread pool, or on worker threads that each take a
+  contiguous share of the rows with the pool at one thread (robust on a busy machine), whichever is timed faster
+  (`FasterPath`). Elsewhere one block is the whole tensor (a kernel launch).
 - Scale-0 rows and NaN are fixed up afterwards. On a CPU only where they occur (reading a CPU tensor costs no device
   sync); on other devices with a pass that needs no value on the host.
 """
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
@@ -64,7 +65,8 @@ def symnoise_torch(
                     target.copy_(torch.addcmul(xf, eps, signed_scale[h][block:end]))  # one rounding, at the store
 
     if device.type == "cpu":
-        _on_cpu_threads(fill, n_rows, max(BLOCK_ELEMENTS // dim, 1))
+        kind = (1 << max(n_rows - 1, 0).bit_length(), dim, dtype, len(halves))  # rows rounded up to a power of 2
+        _on_cpu_threads(fill, n_rows, max(BLOCK_ELEMENTS // dim, 1), kind)
     else:
         fill(0, n_rows, n_rows)  # one kernel launch per op: no blocks
     _keep_zero_scale_rows(out, x2d, scale, host_reads)
@@ -72,19 +74,25 @@ def symnoise_torch(
     return out if half == "both" else out[0]
 
 
-def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
-    """`fill(start, stop, rows_per_block)` on as many Python worker threads as torch has intra-op threads, each with
-    its own share of the rows, and torch's pool set to one thread meanwhile (torch releases the GIL in its ops)."""
-    # NOTE: coarse-grained threads. Run on torch's thread pool, each of the many small torch calls of the op (Philox
-    # rounds, then ~10 calls per cache-sized block) is a parallel region that waits for every pool thread: on 2
-    # threads beside one spinning process per core, a call at 2048 x 4096 took 214 ms in bf16 against eager
-    # Algorithm 2's 176 (idle: 36 vs 70). Each thread running its share alone, with one wait per call, it takes
-    # 82 ms against 158 busy and 41 against 88 idle (fp32: 86 vs 257, 51 vs 153; benchmarks/cpu_load.py).
+def _on_cpu_threads(fill, n_rows: int, rows_per_block: int, key: tuple) -> None:
+    """`fill(start, stop, rows_per_block)` over the rows on a CPU, by the faster of two paths for inputs like this
+    one (`key`): torch's thread pool, or as many Python worker threads as the pool has, each with its own share of
+    the rows and the pool at one thread meanwhile (torch releases the GIL in its ops)."""
     pool_threads = torch.get_num_threads()
     threads = min(pool_threads, -(-n_rows // rows_per_block))  # no more threads than blocks
     if threads <= 1:
         fill(0, n_rows, rows_per_block)
         return
+    workers = FASTER_PATH.workers_for(key)
+    start = time.perf_counter()
+    if workers:
+        _on_worker_threads(fill, n_rows, rows_per_block, threads, pool_threads)
+    else:
+        fill(0, n_rows, rows_per_block)
+    FASTER_PATH.record(key, workers, time.perf_counter() - start)
+
+
+def _on_worker_threads(fill, n_rows: int, rows_per_block: int, threads: int, pool_threads: int) -> None:
     per_thread = -(-n_rows // threads)
     shares = [(start, min(start + per_thread, n_rows), rows_per_block) for start in range(0, n_rows, per_thread)]
     # A worker thread does not inherit the caller's autograd state (the op runs below autograd, whose formula is
@@ -103,6 +111,40 @@ def _on_cpu_threads(fill, n_rows: int, rows_per_block: int) -> None:
             future.result()
     finally:
         torch.set_num_threads(pool_threads)
+
+
+class FasterPath:
+    """Which CPU path is faster for inputs of one kind: torch's thread pool, or worker threads.
+
+    NOTE: it depends on the machine's load. On torch's pool each of the op's many small torch calls (Philox rounds,
+    then ~10 calls per cache-sized block) is a parallel region that waits for every pool thread: on 2 threads beside
+    one spinning process per core, a call at 2048 x 4096 took 214 ms in bf16 against eager Algorithm 2's 176, where
+    worker threads with one wait per call took 82 ms against 158 (benchmarks/cpu_load.py). Idle, the pool is the
+    faster one (25 ms against 39 in bf16). Both give the same bits, so the choice is timed: each path twice on the
+    first calls of a kind, then the faster by its best recent time, and the other once every REPROBE calls, as the
+    load changes."""
+
+    REPROBE = 64
+
+    def __init__(self):
+        self.kinds: dict[tuple, dict] = {}  # key -> {"calls": n, True: [seconds, ...], False: [seconds, ...]}
+
+    def workers_for(self, key: tuple) -> bool:
+        kind = self.kinds.setdefault(key, {"calls": 0, True: [], False: []})
+        kind["calls"] += 1
+        for path in (True, False):
+            if len(kind[path]) < 2:  # the first of each warms up (the worker pool starts)
+                return path
+        faster = min(kind[True]) <= min(kind[False])  # of the last two: one slow sample does not flip the choice
+        return not faster if kind["calls"] % self.REPROBE == 0 else faster
+
+    def record(self, key: tuple, workers: bool, seconds: float) -> None:
+        times = self.kinds[key][workers]
+        times.append(seconds)
+        del times[:-2]
+
+
+FASTER_PATH = FasterPath()
 
 
 _POOL: list[tuple[int, ThreadPoolExecutor]] = []  # at most one (size, pool), grown to the most shares asked for

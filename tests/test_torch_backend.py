@@ -86,3 +86,35 @@ def test_cpu_threads_under_inference_mode(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert_bit_equal(out, symnoise_reference(x, torch.full((40,), 0.1), SEED, "both"))
+
+
+@pytest.mark.parametrize("workers", [True, False], ids=["worker_threads", "torch_pool"])
+def test_both_cpu_paths_give_the_same_bits(monkeypatch, workers):
+    monkeypatch.setattr(torch_backend, "BLOCK_ELEMENTS", 130 * 16)
+    monkeypatch.setattr(torch_backend.FASTER_PATH, "workers_for", lambda key: workers)
+    x = torch.randn(301, 130, dtype=torch.bfloat16)
+    scale = row_scales(301)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = torch_backend.symnoise_torch(x, scale, 0.0, SEED, "both")
+    finally:
+        torch.set_num_threads(before)
+    assert_bit_equal(got, symnoise_reference(x, scale, SEED, "both"))
+
+
+def test_the_faster_path_is_timed_and_retimed():
+    chooser, key = torch_backend.FasterPath(), ("kind",)
+    times = {True: 0.5, False: 0.2}  # the pool faster, as on an idle machine
+    chosen = []
+    for _ in range(2 * torch_backend.FasterPath.REPROBE):
+        workers = chooser.workers_for(key)
+        chosen.append(workers)
+        chooser.record(key, workers, times[workers])
+    assert chosen[:4] == [True, True, False, False]  # each path twice first
+    assert chosen.count(True) == 2 + 2  # then the workers only when retimed, every REPROBE calls
+    times = {True: 0.1, False: 0.2}  # the load changed: the workers are faster now
+    for _ in range(torch_backend.FasterPath.REPROBE):
+        workers = chooser.workers_for(key)
+        chooser.record(key, workers, times[workers])
+    assert chooser.workers_for(key) is True
