@@ -207,6 +207,10 @@ def train_and_save(trainer, command: CommandLine) -> None:
         trainer.end()
 
 
+def _no_optional_kernel_hint(record: logging.LogRecord) -> bool:
+    return "kernels-community" not in str(record.msg)
+
+
 def run(argv=None):
     """`symnoise-sft` on `argv` (default: the command line): parse, build, train, save; returns the trainer. A bad
     option, file or setting exits 2 with one line, before training."""
@@ -214,7 +218,7 @@ def run(argv=None):
     # of `activation_checkpointing` (absent before): a FutureWarning on every run, about nothing the user wrote.
     warnings.filterwarnings("ignore", message=r"`gradient_checkpointing\w*` is deprecated", category=FutureWarning)
     # bitsandbytes, where installed, logs on import that an optional CPU kernel package is missing: not the user's.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in record.msg)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_no_optional_kernel_hint)  # added once
     parser = make_parser()
     try:
         command = parse_command_line(parser, argv)
