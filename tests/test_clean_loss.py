@@ -26,6 +26,7 @@ MODES = {
 
 def sft(tmp_path, model=None, peft_config=None, **overrides):
     args = tiny.train_args(SymNoiseSFTConfig, tmp_path, **{"symnoise_alpha": ALPHA, **overrides})
+    torch.manual_seed(0)  # TRL 1.14 (the floors) initialises LoRA weights before Trainer seeds the run
     trainer = tiny.BatchRecordingTrainer(model=model or tiny.model(), args=args,
                                          train_dataset=tiny.prompt_completion_dataset(),
                                          processing_class=tiny.tokenizer(), peft_config=peft_config)  # fmt: skip
