@@ -202,8 +202,8 @@ def symnoise(
     """
     _check_x(x)
     scale_rows, scale_value = _scale_arg(scale, x)
-    seed, seed_unchecked = _seed_arg(seed)
+    seed, seed_to_check = _seed_arg(seed)
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     backend = _backend_arg(backend, x)
-    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_unchecked)
+    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_to_check)

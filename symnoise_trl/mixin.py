@@ -84,8 +84,7 @@ class SymNoiseMixin:
                 f"`symnoise_alpha` ({settings.alpha}) and the trainer's `neftune_noise_alpha` ({neftune}) are both "
                 "set; choose one: NEFTune's hook would add its noise to both SymNoise halves."
             )
-        base_seed = self.args.seed if self.args.symnoise_seed is None else self.args.symnoise_seed
-        self.symnoise_seeds = MicroBatchSeeds(base_seed, self.accelerator.process_index)
+        self.symnoise_seeds = MicroBatchSeeds(self.args.symnoise_base_seed, self.accelerator.process_index)
         every = self.args.symnoise_clean_loss_steps
         self._clean_loss = CleanLossMeter(every) if every else None
         self._symnoise_hook = SymNoiseHook.attach(self.model, settings, self.accelerator)

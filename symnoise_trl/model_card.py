@@ -64,12 +64,12 @@ def complete_card(output_dir, base_model: str | None, is_hub_id: bool, args) -> 
         card = f.read()
     if base_model and not is_hub_id:  # TRL's template links the base model to the Hub, and renders None for a folder
         card = card.replace("[None](https://huggingface.co/None)", f"`{base_model}` (a local model folder)")
-    base_seed = args.seed if args.symnoise_seed is None else args.symnoise_seed
+    from_seed = " (the run's `seed`)" if args.symnoise_seed is None else ""
     rows = [
         ("symnoise_alpha", args.symnoise_alpha),
         ("symnoise_length", args.symnoise_length),
         ("symnoise_distribution", args.symnoise_distribution),
-        ("symnoise_seed", f"{base_seed}" + (" (the run's `seed`)" if args.symnoise_seed is None else "")),
+        ("symnoise_seed", f"{args.symnoise_base_seed}{from_seed}"),
         ("symnoise_two_pass", args.symnoise_two_pass),
     ]
     section = [

@@ -119,6 +119,11 @@ class SymNoiseArguments:
         self.symnoise_settings(check_unused=True)
         super().__post_init__()  # the TrainingArguments subclass this is mixed into
 
+    @property
+    def symnoise_base_seed(self) -> int:
+        """The seed the noise derives from: `symnoise_seed`, or the run's `seed` when it is None."""
+        return self.seed if self.symnoise_seed is None else self.symnoise_seed
+
     def symnoise_settings(self, check_unused: bool = False) -> SymNoiseSettings | None:
         """The noise these arguments train with, validated, or None when SymNoise is off (`symnoise_alpha` None).
 
