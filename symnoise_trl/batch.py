@@ -1,10 +1,14 @@
 """Core: SymNoise's view of a training batch: its layout, the per-token L of the noise scale, and its doubling.
 
 Two layouts, as TRL's collators produce them:
-- padded: per-example tensors of shape (B, L, ...); doubled on the batch dim to (2B, L, ...).
+- padded: per-example tensors of shape (B, L, ...); doubled on the batch dim to (2B, L, ...). A row may hold several
+  packed sequences, numbered 1, 2, ... in its attention mask (Axolotl's multipack sample packing).
 - packed (padding-free or packing with position ids, B = 1): per-token tensors (1, T); doubled on the token dim to
   (1, 2T) with `cu_seq_lens_*` and `seq_idx` extended, so a varlen attention kernel sees 2x the sequences and no
   sequence crosses the two copies.
+Vision inputs of vision-language batches (TRL's `DataCollatorForVisionLanguageModeling`) index images, or examples,
+in the order of the placeholder tokens in `input_ids`: they are given twice on dim 0 in either layout, so the model
+fills the placeholders of each copy with the features of the same images.
 Pure torch: no transformers or TRL imports.
 """
 
@@ -13,9 +17,16 @@ import torch
 # Tensors that hold one value per example (padded) or per token (packed): these are duplicated.
 PER_TOKEN_KEYS = frozenset(
     {"input_ids", "labels", "shift_labels", "attention_mask", "position_ids", "completion_mask", "assistant_masks",
-     "token_type_ids"}
+     "token_type_ids", "mm_token_type_ids"}
 )  # fmt: skip
 PACKED_KEYS = frozenset({"cu_seq_lens_q", "cu_seq_lens_k", "seq_idx"})
+# Vision inputs, one entry per image or video (pixel_values of LLaVA and Gemma 3, image_grid_thw, image_sizes), per
+# flattened patch in image order (Qwen2-VL's pixel_values), or per example (Idefics3's and SmolVLM's pixel_values and
+# pixel_attention_mask): all are doubled on dim 0.
+VISION_KEYS = frozenset(
+    {"pixel_values", "pixel_attention_mask", "image_sizes", "image_grid_thw", "pixel_values_videos",
+     "video_grid_thw", "second_per_grid_ts"}
+)  # fmt: skip
 
 
 def batch_layout(inputs: dict) -> str:
@@ -31,21 +42,34 @@ def batch_layout(inputs: dict) -> str:
     return "packed" if packed else "padded"
 
 
-def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.Tensor:
-    """Per-token L of the noise scale, shaped like `input_ids`: 0 where a token gets no noise (padding).
+def token_lengths(
+    inputs: dict, layout: str, length: str = "sequence", placeholder_ids: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """Per-token L of the noise scale, shaped like `input_ids`: 0 where a token gets no noise (padding, and the
+    `placeholder_ids`: image, video or audio tokens whose embeddings the model replaces).
 
-    `length="sequence"`: the real length of the sequence the token belongs to. `length="padded"`: the padded
-    length of the batch for every token (L of transformers' NEFTune hook, which noises padding too).
+    `length="sequence"`: the number of text tokens (real tokens that are not placeholders) of the sequence the token
+    belongs to: the row's, or in a multipack row the tokens that share its attention-mask value. `length="padded"`:
+    the padded length of the batch for every text token, padding included (L of transformers' NEFTune hook).
     """
     input_ids = inputs["input_ids"]
+    text = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+    for token_id in placeholder_ids:  # NOTE: compared as Python ints: no id tensor is copied to the device
+        text &= input_ids != token_id
     if length == "padded":
-        return torch.full(input_ids.shape, input_ids.shape[1], dtype=torch.float32, device=input_ids.device)
+        return torch.where(text, float(input_ids.shape[1]), 0.0)
     if layout == "padded":
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(input_ids)
-        mask = mask.to(torch.float32)
-        return mask.sum(dim=1, keepdim=True) * mask
+        # A row holds one sequence (mask 1, padding 0), or several packed ones numbered 1, 2, ... in the mask
+        # (Axolotl's multipack): either way a token's sequence is its (row, mask value), counted with one scatter_add.
+        text &= mask != 0
+        batch, width = input_ids.shape
+        sequence = mask.to(torch.int64) + torch.arange(batch, device=mask.device)[:, None] * (width + 1)
+        counts = torch.zeros(batch * (width + 1), dtype=torch.int64, device=mask.device)
+        counts.scatter_add_(0, sequence.flatten(), text.flatten().to(torch.int64))
+        return (counts[sequence] * text).to(torch.float32)
     # NOTE: searchsorted, scatter_add and indexing keep this on the device: repeat_interleave by lengths or bincount
     # would read values back to the host to size their outputs, a sync on every training step.
     n_tokens, device = input_ids.shape[1], input_ids.device
@@ -53,22 +77,24 @@ def token_lengths(inputs: dict, layout: str, length: str = "sequence") -> torch.
     if "cu_seq_lens_q" in inputs:
         cu = inputs["cu_seq_lens_q"].to(device=device, dtype=torch.int64)
         sequence = torch.searchsorted(cu[1:], positions, right=True).clamp(max=cu.numel() - 2)
-        per_token = cu.diff()[sequence]
     else:  # sequences start where position_ids restarts at 0
         starts = inputs["position_ids"][0].to(device) == 0
         starts[0] = True
         sequence = torch.cumsum(starts.to(torch.int64), 0) - 1
-        counts = torch.zeros(n_tokens, dtype=torch.int64, device=device)
-        per_token = counts.scatter_add_(0, sequence, torch.ones_like(sequence))[sequence]
-    return per_token.to(torch.float32).reshape(input_ids.shape)
+    text = text[0].to(torch.int64)
+    counts = torch.zeros(n_tokens, dtype=torch.int64, device=device).scatter_add_(0, sequence, text)
+    return (counts[sequence] * text).to(torch.float32).reshape(input_ids.shape)
 
 
 def double_batch(inputs: dict, layout: str) -> dict:
-    """The batch with every per-example (padded) or per-token (packed) tensor given twice. Other values pass as is."""
+    """The batch with every per-example (padded) or per-token (packed) tensor, and every vision input, given twice.
+    Other values (flags, None) pass as is."""
     n_tokens = inputs["input_ids"].shape[1]
     doubled = {}
     for key, value in inputs.items():
-        if not isinstance(value, torch.Tensor):
+        if key in VISION_KEYS and value is not None:  # a tensor, or a list (a processor's second_per_grid_ts)
+            doubled[key] = torch.cat([value, value]) if isinstance(value, torch.Tensor) else list(value) * 2
+        elif not isinstance(value, torch.Tensor):
             doubled[key] = value  # use_cache, max_length_q/k, ...
         elif key in PER_TOKEN_KEYS:
             doubled[key] = torch.cat([value, value], dim=0 if layout == "padded" else 1)
@@ -78,7 +104,7 @@ def double_batch(inputs: dict, layout: str) -> dict:
             doubled[key] = torch.cat([value, value + value.max() + 1], dim=1)
         else:
             raise ValueError(
-                f"SymNoise does not know how to double the batch key {key!r} (layout {layout!r}); it supports "
-                f"text-only batches with the keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS)}"
+                f"SymNoise does not know how to double the batch key {key!r} (layout {layout!r}); it doubles the "
+                f"keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS | VISION_KEYS)}"
             )
     return doubled

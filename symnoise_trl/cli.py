@@ -183,8 +183,8 @@ def build_trainer(command: CommandLine):
 
 
 def train_and_save(trainer, command: CommandLine) -> None:
-    """Train (resuming if asked), save the model or adapter with its tokenizer, push if asked."""
-    from transformers import TrainerState
+    """Train (resuming if asked), save the model or adapter with its tokenizer or processor, push if asked."""
+    from transformers import ProcessorMixin, TrainerState
     from transformers.trainer import TRAINER_STATE_NAME
 
     from .quickstart.tiny_model import tiny_model_path
@@ -198,7 +198,8 @@ def train_and_save(trainer, command: CommandLine) -> None:
     hub_dataset = script_args.dataset_name if not Path(script_args.dataset_name or "").exists() else None
     trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=hub_dataset)
     what = "LoRA adapter" if model_args.use_peft else "model"
-    trainer.accelerator.print(f"Saved the {what} and tokenizer to {training_args.output_dir}")
+    with_it = "processor" if isinstance(trainer.processing_class, ProcessorMixin) else "tokenizer"  # a VLM's
+    trainer.accelerator.print(f"Saved the {what} and {with_it} to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     if model_args.model_name_or_path == str(tiny_model_path()) and trainer.accelerator.is_main_process:

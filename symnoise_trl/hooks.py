@@ -34,16 +34,18 @@ _HOOK_ATTRIBUTE = "_symnoise_hook"  # on the input embedding module, while a hoo
 class SymNoiseHook:
     """Forward hook of the input embeddings: applies the armed plan, if any, to the embedding output.
 
-    `settings` is the noise it applies; `plan` the plan armed for the current forward, or None (inert)."""
+    `settings` is the noise it applies; `placeholder_ids` the model's image/video/audio token ids, which get no noise
+    and do not count in L (`placeholder_token_ids`); `plan` the plan armed for the current forward, or None (inert)."""
 
-    def __init__(self, settings: SymNoiseSettings):
+    def __init__(self, settings: SymNoiseSettings, placeholder_ids: tuple[int, ...] = ()):
         self.settings = settings
+        self.placeholder_ids = placeholder_ids
         self.key = next(_hook_keys)
         self.handle = None
 
     def __deepcopy__(self, memo):
         # A copied model (a reference or EMA copy) gets a hook of its own, armed separately from this one.
-        copied = type(self)(self.settings)
+        copied = type(self)(self.settings, self.placeholder_ids)
         memo[id(self)] = copied
         copied.handle = copy.deepcopy(self.handle, memo)
         return copied
@@ -68,7 +70,7 @@ class SymNoiseHook:
                 f"NEFTune is active on this model (neftune_noise_alpha={neftune}); its "
                 "hook would add its noise to both SymNoise halves. Deactivate it (deactivate_neftune) or use one."
             )
-        hook = cls(settings)
+        hook = cls(settings, placeholder_token_ids(model, accelerator))
         hook.handle = embeddings.register_forward_hook(hook)
         setattr(embeddings, _HOOK_ATTRIBUTE, hook)
         return hook
@@ -79,7 +81,7 @@ class SymNoiseHook:
         runs on (doubled for half="both" of the symmetric noise). The trainer's entry; `symnoise_forward` is the
         checked one."""
         layout = batch_layout(batch)
-        lengths = token_lengths(batch, layout, self.settings.length)
+        lengths = token_lengths(batch, layout, self.settings.length, self.placeholder_ids)
         plan = NoisePlan(settings=self.settings, layout=layout, lengths=lengths, seed=seed, half=half)
         _ARMED_PLANS[self.key] = plan
         try:
@@ -118,6 +120,23 @@ def input_embeddings(model, accelerator=None) -> torch.nn.Module:
         f"SymNoise cannot find the input embeddings of {name}: get_input_embeddings() returned "
         f"{type(embeddings).__name__}, not a token embedding module (torch.nn.Embedding)."
     )
+
+
+# The config fields that name a multimodal model's placeholder tokens: transformers' vision-language models (LLaVA,
+# Qwen2-VL, Gemma 3, Idefics3, ...) embed them like text, then overwrite those positions with the image, video or
+# audio features (`masked_scatter` on the embedding output). `*_index` are older aliases of the same ids.
+PLACEHOLDER_FIELDS = (
+    "image_token_id", "image_token_index", "video_token_id", "video_token_index", "audio_token_id",
+    "audio_token_index",
+)  # fmt: skip
+
+
+def placeholder_token_ids(model, accelerator=None) -> tuple[int, ...]:
+    """The token ids whose embeddings `model` replaces by image, video or audio features (empty for a text model).
+    SymNoise adds no noise at those positions and counts only the other, text, tokens in L."""
+    config = getattr(transformers_model(model, accelerator), "config", None)  # None: a plain torch module
+    ids = {getattr(config, field, None) for field in PLACEHOLDER_FIELDS}
+    return tuple(sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool)))
 
 
 def activate_symnoise(

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from datasets import Dataset
-from transformers import PreTrainedModel, ProcessorMixin, TrainingArguments
+from transformers import PreTrainedModel, TrainingArguments
 from trl import SFTTrainer
 
 from .data import check_not_all_dropped
@@ -19,7 +19,9 @@ class SymNoiseSFTTrainer(SymNoiseMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] with SymNoise: set `symnoise_alpha` in [`SymNoiseSFTConfig`].
 
     Each training micro-batch is doubled inside `training_step` and its embeddings replaced by the two symmetric
-    noisy copies, so the loss is the mean of the two halves' losses. Evaluation, prediction and generation see the
+    noisy copies, so the loss is the mean of the two halves' losses. Vision-language models train the same way, with
+    a processor: the images of each example go into both halves, and only text-token embeddings are noised
+    (docs/noise-stream.md, section 4). Evaluation, prediction and generation see the
     plain model. With `symnoise_alpha=None` the trainer is `SFTTrainer`. The model card names SymNoise and cites
     the paper.
     """
@@ -41,12 +43,6 @@ class SymNoiseSFTTrainer(SymNoiseMixin, SFTTrainer):
         args = with_symnoise_fields(
             args, SymNoiseSFTConfig, type(self).__name__, f"{model_name.split('/')[-1]}-SymNoise-SFT"
         )
-        if args.symnoise_alpha is not None and isinstance(processing_class, ProcessorMixin):
-            raise ValueError(
-                "SymNoiseSFTTrainer supports text-only models: with a processor (vision-language model) the "
-                "embeddings mix image features, which SymNoise does not define. Set `symnoise_alpha=None` or use a "
-                "text model with its tokenizer."
-            )
         n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else 0
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)  # fmt: skip

@@ -43,8 +43,50 @@ def test_double_packed_batch():
 
 
 def test_unknown_tensor_keys_fail_loudly():
-    with pytest.raises(ValueError, match="does not know how to double the batch key 'pixel_values'"):
-        double_batch({**padded_batch(), "pixel_values": torch.zeros(2, 3, 8, 8)}, "padded")
+    with pytest.raises(ValueError, match="does not know how to double the batch key 'input_features'"):
+        double_batch({**padded_batch(), "input_features": torch.zeros(2, 80, 30)}, "padded")
+
+
+def test_vision_inputs_are_given_twice_on_dim_0():
+    # Per image (LLaVA), per flattened patch with a grid per image (Qwen2-VL), per example (Idefics3): the copies'
+    # images follow each other in the order of the doubled rows' placeholder tokens.
+    vision = {
+        "pixel_values": torch.randn(3, 2, 3, 8, 8),
+        "pixel_attention_mask": torch.ones(3, 2, 8, 8, dtype=torch.bool),
+        "image_grid_thw": torch.tensor([[1, 2, 2], [1, 2, 4]]),
+        "mm_token_type_ids": torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]]),
+        "second_per_grid_ts": [1.0, 2.0],
+    }
+    doubled = double_batch({**padded_batch(), **vision}, "padded")
+    for key, value in vision.items():
+        expected = value * 2 if isinstance(value, list) else torch.cat([value, value])
+        assert (doubled[key] == expected) if isinstance(value, list) else torch.equal(doubled[key], expected), key
+    assert double_batch({**padded_batch(), "pixel_values": None}, "padded")["pixel_values"] is None  # no images
+
+
+def test_multipack_rows_give_each_packed_sequence_its_own_length():
+    # Axolotl's sample packing: several sequences per row, numbered 1, 2, ... in the attention mask, 0 = padding.
+    batch = {
+        "input_ids": torch.arange(16).reshape(2, 8),
+        "attention_mask": torch.tensor([[1, 1, 1, 2, 2, 3, 0, 0], [1, 1, 1, 1, 2, 2, 2, 2]]),
+        "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 0, 0], [0, 1, 2, 3, 0, 1, 2, 3]]),
+    }
+    assert batch_layout(batch) == "padded"
+    assert token_lengths(batch, "padded").tolist() == [[3, 3, 3, 2, 2, 1, 0, 0], [4, 4, 4, 4, 4, 4, 4, 4]]
+    assert token_lengths(batch, "padded", "sequence", (1, 12)).tolist() == [
+        [2, 0, 2, 2, 2, 1, 0, 0], [4, 4, 4, 4, 0, 3, 3, 3]
+    ]  # fmt: skip
+
+
+def test_placeholder_tokens_get_no_noise_and_do_not_count_in_the_length():
+    batch = padded_batch()  # input_ids [[5, 6, 7, pad], [8, 9, pad, pad]], real lengths 3 and 2
+    image = batch["input_ids"][0, 1].item()
+    assert token_lengths(batch, "padded", "sequence", (image,)).tolist() == [[2, 0, 2, 0], [2, 2, 0, 0]]
+    assert token_lengths(batch, "padded", "padded", (image,)).tolist() == [[4, 0, 4, 4], [4, 4, 4, 4]]
+    packed = packed_batch()  # input_ids 10..18 in sequences of 3, 2 and 4 tokens
+    assert token_lengths(packed, "packed", "sequence", (11, 16)).tolist() == [[2, 0, 2, 2, 2, 3, 0, 3, 3]]
+    no_cu = {k: v for k, v in packed.items() if not k.startswith("cu_")}
+    assert token_lengths(no_cu, "packed", "sequence", (11, 16)).tolist() == [[2, 0, 2, 2, 2, 3, 0, 3, 3]]
 
 
 def test_token_lengths():

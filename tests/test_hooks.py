@@ -6,11 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import ProcessorMixin
 
 from symnoise_trl import (
-    SymNoiseSFTConfig,
-    SymNoiseSFTTrainer,
     activate_symnoise,
     active_symnoise_hook,
     deactivate_symnoise,
@@ -84,20 +81,6 @@ def test_peft_model_hooks_the_base_embeddings():
     hook = activate_symnoise(peft_model, alpha=2.0)
     assert active_symnoise_hook(peft_model) is hook and active_symnoise_hook(model) is hook
     assert deactivate_symnoise(peft_model)
-
-
-def test_vision_language_processors_are_refused(tmp_path):
-    class TextProcessor(ProcessorMixin):  # any ProcessorMixin marks a vision-language setup for SFTTrainer
-        attributes = ["tokenizer"]
-        tokenizer_class = "PreTrainedTokenizerFast"
-
-    with pytest.raises(ValueError, match="supports text-only models"):
-        SymNoiseSFTTrainer(
-            model=tiny.model(),
-            args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=5.0),
-            train_dataset=tiny.prompt_completion_dataset(),
-            processing_class=TextProcessor(tiny.tokenizer()),
-        )
 
 
 def test_custom_loop_example_runs():
