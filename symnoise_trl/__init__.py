@@ -1,8 +1,9 @@
 """symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
 
 The public API is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The layers, each
-importing only from those before it (docs/architecture.md): `kernels` (the op), the core modules here, `quickstart`
-(offline model and data), `cli`, `research` (evaluation, ablation).
+importing only from those before it (docs/architecture.md): `kernels` (the op), the core modules here,
+`integrations` (other frameworks' plugins: Axolotl), `quickstart` (offline model and data), `cli`, `research`
+(evaluation, ablation).
 """
 
 import importlib
@@ -15,6 +16,7 @@ _LAZY = {
     "SymNoiseArguments": "training_args",
     "SymNoiseTrainingArguments": "training_args",
     "SymNoiseMixin": "mixin",
+    "add_symnoise": "mixin",
     "SymNoiseTrainer": "trainer",
     "activate_symnoise": "hooks",
     "active_symnoise_hook": "hooks",

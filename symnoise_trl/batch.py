@@ -1,8 +1,10 @@
 """Core: SymNoise's view of a training batch: its layout, the per-token L of the noise scale, and its doubling.
 
-Two layouts, as TRL's collators produce them:
-- padded: per-example tensors of shape (B, L, ...); doubled on the batch dim to (2B, L, ...). A row may hold several
-  packed sequences, numbered 1, 2, ... in its attention mask (Axolotl's multipack sample packing).
+Two layouts, as TRL's and Axolotl's collators produce them:
+- padded: per-example tensors of shape (B, T, ...); doubled on the batch dim to (2B, T, ...). A row holds one
+  sequence, or several packed ones (Axolotl's multipack sample packing): a sequence is a run of tokens with one
+  attention-mask value (Axolotl numbers them 1, 2, ...) that starts where `position_ids` restart at 0. Flat
+  `cu_seq_lens_*` over the B x T tokens (Axolotl's flash-attention batches) are extended to the 2B x T tokens.
 - packed (padding-free or packing with position ids, B = 1): per-token tensors (1, T); doubled on the token dim to
   (1, 2T) with `cu_seq_lens_*` and `seq_idx` extended, so a varlen attention kernel sees 2x the sequences and no
   sequence crosses the two copies.
@@ -30,16 +32,12 @@ VISION_KEYS = frozenset(
 
 
 def batch_layout(inputs: dict) -> str:
-    """ "packed" for padding-free / position-id packed batches (no attention mask, B = 1), else "padded"."""
+    """ "packed" for one row of concatenated sequences (padding-free: `cu_seq_lens_q`, or `position_ids` without an
+    attention mask, B = 1), else "padded"."""
     if "input_ids" not in inputs:
         raise ValueError("SymNoise needs `input_ids` in the batch (it noises the embeddings of those tokens)")
-    packed = "cu_seq_lens_q" in inputs or ("attention_mask" not in inputs and "position_ids" in inputs)
-    if packed and inputs["input_ids"].shape[0] != 1:
-        raise ValueError(
-            f"a padding-free batch (position_ids, no attention_mask) must have batch size 1, got input_ids of shape "
-            f"{tuple(inputs['input_ids'].shape)}"
-        )
-    return "packed" if packed else "padded"
+    varlen = "cu_seq_lens_q" in inputs or ("attention_mask" not in inputs and "position_ids" in inputs)
+    return "packed" if varlen and inputs["input_ids"].shape[0] == 1 else "padded"
 
 
 def token_lengths(
@@ -49,25 +47,31 @@ def token_lengths(
     `placeholder_ids`: image, video or audio tokens whose embeddings the model replaces).
 
     `length="sequence"`: the number of text tokens (real tokens that are not placeholders) of the sequence the token
-    belongs to: the row's, or in a multipack row the tokens that share its attention-mask value. `length="padded"`:
-    the padded length of the batch for every text token, padding included (L of transformers' NEFTune hook).
+    belongs to (the module docstring says where sequences start). `length="padded"`: the padded length of the batch
+    for every text token, padding included (L of transformers' NEFTune hook).
     """
     input_ids = inputs["input_ids"]
     text = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
     for token_id in placeholder_ids:  # NOTE: compared as Python ints: no id tensor is copied to the device
         text &= input_ids != token_id
     if length == "padded":
-        return torch.where(text, float(input_ids.shape[1]), 0.0)
+        return torch.where(text, float(input_ids.shape[1]), 0.0).to(torch.float32)
     if layout == "padded":
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(input_ids)
-        # A row holds one sequence (mask 1, padding 0), or several packed ones numbered 1, 2, ... in the mask
-        # (Axolotl's multipack): either way a token's sequence is its (row, mask value), counted with one scatter_add.
         text &= mask != 0
+        # A sequence starts at a row's first token, where the mask value changes (padding, or Axolotl's next packed
+        # sequence) and where position_ids restart at 0 (packed rows with a mask of ones); its tokens are counted with
+        # one scatter_add over sequence numbers that are unique across rows.
+        starts = torch.ones_like(text)
+        starts[:, 1:] = mask[:, 1:] != mask[:, :-1]
+        positions = inputs.get("position_ids")
+        if positions is not None and positions.shape == input_ids.shape:  # not Qwen2-VL's 3-D rope positions
+            starts |= positions == 0
         batch, width = input_ids.shape
-        sequence = mask.to(torch.int64) + torch.arange(batch, device=mask.device)[:, None] * (width + 1)
-        counts = torch.zeros(batch * (width + 1), dtype=torch.int64, device=mask.device)
+        sequence = torch.cumsum(starts, dim=1) - 1 + torch.arange(batch, device=mask.device)[:, None] * width
+        counts = torch.zeros(batch * width, dtype=torch.int64, device=mask.device)
         counts.scatter_add_(0, sequence.flatten(), text.flatten().to(torch.int64))
         return (counts[sequence] * text).to(torch.float32)
     # NOTE: searchsorted, scatter_add and indexing keep this on the device: repeat_interleave by lengths or bincount
@@ -82,7 +86,8 @@ def token_lengths(
         starts[0] = True
         sequence = torch.cumsum(starts.to(torch.int64), 0) - 1
     text = text[0].to(torch.int64)
-    counts = torch.zeros(n_tokens, dtype=torch.int64, device=device).scatter_add_(0, sequence, text)
+    n_sequences = max(n_tokens, inputs["cu_seq_lens_q"].numel()) if "cu_seq_lens_q" in inputs else n_tokens
+    counts = torch.zeros(n_sequences, dtype=torch.int64, device=device).scatter_add_(0, sequence, text)
     return (counts[sequence] * text).to(torch.float32).reshape(input_ids.shape)
 
 
@@ -90,6 +95,8 @@ def double_batch(inputs: dict, layout: str) -> dict:
     """The batch with every per-example (padded) or per-token (packed) tensor, and every vision input, given twice.
     Other values (flags, None) pass as is."""
     n_tokens = inputs["input_ids"].shape[1]
+    # Flat cu_seq_lens index the flattened tokens: the second copy starts after all T (packed) or B x T (padded).
+    offset = n_tokens if layout == "packed" else inputs["input_ids"].numel()
     doubled = {}
     for key, value in inputs.items():
         if key in VISION_KEYS and value is not None:  # a tensor, or a list (a processor's second_per_grid_ts)
@@ -98,10 +105,10 @@ def double_batch(inputs: dict, layout: str) -> dict:
             doubled[key] = value  # use_cache, max_length_q/k, ...
         elif key in PER_TOKEN_KEYS:
             doubled[key] = torch.cat([value, value], dim=0 if layout == "padded" else 1)
-        elif layout == "packed" and key in ("cu_seq_lens_q", "cu_seq_lens_k"):
-            doubled[key] = torch.cat([value, value[1:] + n_tokens])
-        elif layout == "packed" and key == "seq_idx":
-            doubled[key] = torch.cat([value, value + value.max() + 1], dim=1)
+        elif key in ("cu_seq_lens_q", "cu_seq_lens_k"):
+            doubled[key] = torch.cat([value, value[1:] + offset])
+        elif key == "seq_idx":
+            doubled[key] = torch.cat([value, value + value.max() + 1], dim=1 if layout == "packed" else 0)
         else:
             raise ValueError(
                 f"SymNoise does not know how to double the batch key {key!r} (layout {layout!r}); it doubles the "

@@ -198,7 +198,7 @@ def train_and_save(trainer, command: CommandLine) -> None:
     hub_dataset = script_args.dataset_name if not Path(script_args.dataset_name or "").exists() else None
     trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=hub_dataset)
     what = "LoRA adapter" if model_args.use_peft else "model"
-    with_it = "processor" if isinstance(trainer.processing_class, ProcessorMixin) else "tokenizer"  # a VLM's
+    with_it = "processor" if isinstance(trainer.processing_class, ProcessorMixin) else "tokenizer"  # VLM or text
     trainer.accelerator.print(f"Saved the {what} and {with_it} to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

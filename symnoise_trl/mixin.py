@@ -17,7 +17,7 @@ from .clean_loss import CleanLossMeter
 from .hf_internals import model_parallelism_in_use, neftune_alpha, real_tokens_counted_once, trl_model_card
 from .hooks import SymNoiseHook, deactivate_symnoise, input_embeddings
 from .kernels.symnoise_op import triton_available, triton_runs_on
-from .model_card import PAPER, base_model_name, complete_card, hub_names_for_the_card
+from .model_card import PAPER, TAG, base_model_name, complete_card, hub_names_for_the_card
 from .seeds import MicroBatchSeeds
 from .two_pass import weighted_half
 
@@ -37,12 +37,16 @@ class SymNoiseMixin:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._init_symnoise()
+
+    def _init_symnoise(self):
+        """After the trainer's own __init__ (here, or in `add_symnoise` for a trainer built elsewhere)."""
         if not hasattr(self.args, "symnoise_alpha"):
             warnings.warn(
                 f"{type(self).__name__} mixes in SymNoiseMixin, but its arguments ({type(self.args).__name__}) have "
                 "no `symnoise_alpha`: SymNoise is off. Mix SymNoiseArguments into the arguments class.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         elif self.args.symnoise_alpha is not None:
             self._check_symnoise_support()
@@ -128,11 +132,15 @@ class SymNoiseMixin:
             return loss
 
     def create_model_card(self, *args, **kwargs):
-        """The trainer's card, naming the base model (a local folder too) and recording the SymNoise settings."""
+        """The trainer's card, tagged `symnoise`, naming the base model (a local folder too) and recording the SymNoise
+        settings."""
         if getattr(self.args, "symnoise_alpha", None) is None:
             return super().create_model_card(*args, **kwargs)
         if not args and "model_name" not in kwargs:  # TRL's card is titled by it; transformers' defaults to the same
             kwargs["model_name"] = Path(self.args.output_dir).name
+        tags = kwargs.get("tags")  # transformers' and TRL's cards both take `tags`
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        kwargs["tags"] = tags if TAG in tags else [*tags, TAG]
         base_model, is_hub_id = base_model_name(self.model.config)  # the config TRL and transformers read
         with hub_names_for_the_card(self, base_model, is_hub_id):
             super().create_model_card(*args, **kwargs)
@@ -143,3 +151,30 @@ class SymNoiseMixin:
         if self._clean_loss is not None and "loss" in logs:  # a training log: add the clean loss measured since
             logs = {**logs, **self._clean_loss.logs(self.accelerator)}
         return super().log(logs, *args, **kwargs)
+
+
+_MIXED_CLASSES: dict[type, type] = {}
+
+
+def add_symnoise(trainer):
+    """SymNoise for a trainer that is already built, by a framework that builds its own (Axolotl, or a trainer
+    class chosen at run time): its class becomes `SymNoise<Class>(SymNoiseMixin, <Class>)`, as if it had been declared
+    with the mixin first, and the mixin's construction-time checks run now. The trainer's arguments need the
+    `symnoise_*` fields (`SymNoiseArguments` mixed into their class). Returns the trainer; a trainer that already has
+    SymNoise is returned as it is."""
+    if isinstance(trainer, SymNoiseMixin):
+        return trainer
+    # A method set on the instance (another plugin's patch) would hide the mixin's, and SymNoise would never run.
+    shadowed = sorted(name for name in ("train", "training_step", "log", "create_model_card") if name in vars(trainer))
+    if shadowed:
+        raise ValueError(
+            f"cannot add SymNoise to this {type(trainer).__name__}: {', '.join(shadowed)} is set on the instance and "
+            "would hide SymNoiseMixin's; add SymNoise before patching the trainer"
+        )
+    cls = type(trainer)
+    if cls not in _MIXED_CLASSES:  # one class per trainer class: trainers of one class share it
+        # Named in the trainer class's module for its repr; not importable from there (trainers are not pickled).
+        _MIXED_CLASSES[cls] = type(f"SymNoise{cls.__name__}", (SymNoiseMixin, cls), {"__module__": cls.__module__})
+    trainer.__class__ = _MIXED_CLASSES[cls]
+    trainer._init_symnoise()
+    return trainer

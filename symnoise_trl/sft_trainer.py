@@ -21,9 +21,8 @@ class SymNoiseSFTTrainer(SymNoiseMixin, SFTTrainer):
     Each training micro-batch is doubled inside `training_step` and its embeddings replaced by the two symmetric
     noisy copies, so the loss is the mean of the two halves' losses. Vision-language models train the same way, with
     a processor: the images of each example go into both halves, and only text-token embeddings are noised
-    (docs/noise-stream.md, section 4). Evaluation, prediction and generation see the
-    plain model. With `symnoise_alpha=None` the trainer is `SFTTrainer`. The model card names SymNoise and cites
-    the paper.
+    (docs/noise-stream.md, section 4). Evaluation, prediction and generation see the plain model. With
+    `symnoise_alpha=None` the trainer is `SFTTrainer`. The model card names SymNoise and cites the paper.
     """
 
     def __init__(

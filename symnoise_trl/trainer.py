@@ -6,7 +6,6 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .mixin import SymNoiseMixin
-from .model_card import TAG
 from .training_args import SymNoiseArguments, SymNoiseTrainingArguments, with_symnoise_fields
 
 
@@ -32,7 +31,3 @@ class SymNoiseTrainer(SymNoiseMixin, Trainer):
         )
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)  # fmt: skip
-
-    def create_model_card(self, *args, tags=None, **kwargs):
-        tags = [tags] if isinstance(tags, str) else list(tags or [])
-        super().create_model_card(*args, tags=[*tags, TAG], **kwargs)

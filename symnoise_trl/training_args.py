@@ -7,6 +7,7 @@
 import warnings
 from dataclasses import dataclass, field, fields
 from numbers import Integral
+from types import SimpleNamespace
 
 from transformers import TrainingArguments
 
@@ -173,6 +174,21 @@ class SymNoiseArguments:
                 f"got {self.symnoise_distribution!r}"
             )
         return settings
+
+
+SYMNOISE_FIELDS = tuple(f.name for f in fields(SymNoiseArguments))
+
+
+def check_symnoise_fields(values: dict, neftune_noise_alpha: float | None = None) -> SymNoiseSettings | None:
+    """`SymNoiseArguments`' own checks on plain values, for a framework whose config is not a `TrainingArguments`
+    (an Axolotl YAML file): `values` maps some `symnoise_*` names to values (the others keep their defaults). Returns
+    the settings (None: SymNoise off) or raises a ValueError naming the field."""
+    unknown = sorted(set(values) - set(SYMNOISE_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown SymNoise fields {unknown}; the fields are {list(SYMNOISE_FIELDS)}")
+    defaults = {f.name: f.default for f in fields(SymNoiseArguments)}
+    arguments = SimpleNamespace(**{**defaults, **values}, neftune_noise_alpha=neftune_noise_alpha)
+    return SymNoiseArguments.symnoise_settings(arguments, check_unused=True)  # the fields' one rule book
 
 
 @dataclass

@@ -78,6 +78,29 @@ def test_multipack_rows_give_each_packed_sequence_its_own_length():
     ]  # fmt: skip
 
 
+def test_rows_of_packed_sequences_without_numbered_masks():
+    # Packed rows marked only by position_ids (a mask of ones, or none: Axolotl's older collator, or flash-attention
+    # batches), with flat cu_seq_lens over all B x T tokens.
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 0, 1]])
+    batch = {"input_ids": torch.arange(12).reshape(2, 6), "position_ids": position_ids,
+             "cu_seq_lens_q": torch.tensor([0, 3, 5, 6, 10, 12], dtype=torch.int32)}  # fmt: skip
+    batch["cu_seq_lens_k"] = batch["cu_seq_lens_q"].clone()
+    assert batch_layout(batch) == "padded"  # B > 1: each row is doubled as a row
+    expected = [[3, 3, 3, 2, 2, 1], [4, 4, 4, 4, 2, 2]]
+    assert token_lengths(batch, "padded").tolist() == expected
+    with_ones = {**batch, "attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    assert token_lengths(with_ones, "padded").tolist() == expected
+    doubled = double_batch(batch, "padded")
+    assert torch.equal(doubled["position_ids"], torch.cat([position_ids] * 2))
+    assert doubled["cu_seq_lens_q"].tolist() == [0, 3, 5, 6, 10, 12, 15, 17, 18, 22, 24]
+    assert doubled["cu_seq_lens_k"].tolist() == doubled["cu_seq_lens_q"].tolist()
+
+
+def test_empty_sequences_in_cu_seq_lens_do_not_overflow():
+    packed = {**packed_batch(), "cu_seq_lens_q": torch.tensor([0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 9])}
+    assert token_lengths(packed, "packed").tolist() == [[3, 3, 3, 2, 2, 4, 4, 4, 4]]
+
+
 def test_placeholder_tokens_get_no_noise_and_do_not_count_in_the_length():
     batch = padded_batch()  # input_ids [[5, 6, 7, pad], [8, 9, pad, pad]], real lengths 3 and 2
     image = batch["input_ids"][0, 1].item()

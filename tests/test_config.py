@@ -4,6 +4,7 @@ import pytest
 from trl import TrlParser
 
 from symnoise_trl import SymNoiseSettings, SymNoiseSFTConfig
+from symnoise_trl.training_args import check_symnoise_fields
 
 # Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
 pytestmark = pytest.mark.floors
@@ -11,6 +12,15 @@ pytestmark = pytest.mark.floors
 
 def config(**kwargs):
     return SymNoiseSFTConfig(output_dir="out", bf16=False, report_to="none", **kwargs)
+
+
+def plain_values(**kwargs):
+    """The same fields as another framework's config gives them (an Axolotl YAML file): the same checks."""
+    neftune = kwargs.pop("neftune_noise_alpha", None)
+    return check_symnoise_fields(kwargs, neftune)
+
+
+BUILDERS = pytest.mark.parametrize("build", [config, plain_values], ids=["config", "plain_values"])
 
 
 def test_defaults_turn_symnoise_off():
@@ -37,9 +47,10 @@ def test_defaults_turn_symnoise_off():
         (dict(symnoise_seed=2**63), r"`symnoise_seed` must be an int in \[0, 2\*\*63\)"),
     ],
 )
-def test_bad_values_raise_naming_the_field(kwargs, match):
+@BUILDERS
+def test_bad_values_raise_naming_the_field(kwargs, match, build):
     with pytest.raises(ValueError, match=match):
-        config(**kwargs)
+        build(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -47,10 +58,19 @@ def test_bad_values_raise_naming_the_field(kwargs, match):
     [dict(symnoise_two_pass=True), dict(symnoise_length="padded"), dict(symnoise_distribution="uniform"),
      dict(symnoise_seed=3), dict(symnoise_backend="torch")],
 )  # fmt: skip
-def test_symnoise_fields_without_alpha_raise(kwargs):
+@BUILDERS
+def test_symnoise_fields_without_alpha_raise(kwargs, build):
     (name,) = kwargs
     with pytest.raises(ValueError, match=rf"`{name}` set while `symnoise_alpha` is None \(SymNoise off\)"):
-        config(**kwargs)
+        build(**kwargs)
+
+
+def test_plain_values_give_the_settings_and_name_unknown_fields():
+    assert plain_values() is None  # SymNoise off
+    settings = plain_values(symnoise_alpha=5, symnoise_length="padded")
+    assert (settings.alpha, settings.length) == (5.0, "padded")
+    with pytest.raises(ValueError, match=r"unknown SymNoise fields \['symnoise_alpah'\]"):
+        plain_values(symnoise_alpah=5)
 
 
 def test_settings_are_built_from_the_fields():

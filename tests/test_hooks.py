@@ -2,6 +2,7 @@
 
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from symnoise_trl import (
     deactivate_symnoise,
     symnoise_forward,
 )
+from symnoise_trl.hooks import placeholder_token_ids
 
 from helpers import tiny
 
@@ -118,3 +120,15 @@ def test_symnoise_forward_refuses_triton_where_the_embeddings_cannot_run_it(monk
     with symnoise_forward(model, batch(), seed=0) as noisy:
         assert torch.isfinite(model(**noisy).loss)
     deactivate_symnoise(model)
+
+
+def test_placeholder_ids_come_from_the_config_fields_of_vision_language_models():
+    class Multimodal(torch.nn.Module):  # the config fields of LLaVA-style (`*_index`) and Qwen-style (`*_id`) models
+        config = SimpleNamespace(image_token_index=7, video_token_id=9, audio_token_id=None, vocab_size=20)
+
+        def get_input_embeddings(self):
+            return torch.nn.Embedding(20, 4)
+
+    assert placeholder_token_ids(Multimodal()) == (7, 9)
+    assert placeholder_token_ids(tiny.model()) == ()  # a text model
+    assert activate_symnoise(Multimodal(), alpha=1.0).placeholder_ids == (7, 9)

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "symnoise_trl"
 # Layers of the installed package, lowest first: a module may import from its own layer and those before it.
-LAYERS = ["kernels", "core", "quickstart", "cli", "research"]
+LAYERS = ["kernels", "core", "integrations", "quickstart", "cli", "research"]
 THIRD_PARTY_HF = ("transformers", "trl", "peft", "datasets", "accelerate")
 
 
@@ -22,7 +22,7 @@ def layer_of(path: Path) -> str:
     if path.is_relative_to(ROOT / "kernels"):
         return "kernels"
     relative = path.relative_to(PACKAGE)
-    if relative.parts[0] in ("quickstart", "research"):
+    if relative.parts[0] in ("integrations", "quickstart", "research"):
         return relative.parts[0]
     return "cli" if relative.name in ("cli.py", "__main__.py") else "core"
 
@@ -51,7 +51,7 @@ def imported_layers(path: Path) -> set[str]:
             if parts[0] in THIRD_PARTY_HF:
                 found.add(parts[0])
             elif parts[0] == "symnoise_trl" and len(parts) > 1:
-                if parts[1] in ("kernels", "quickstart", "research"):
+                if parts[1] in ("kernels", "integrations", "quickstart", "research"):
                     found.add(parts[1])
                 elif parts[1] in ("cli", "__main__"):
                     found.add("cli")
@@ -99,8 +99,8 @@ def test_private_hf_names_live_in_one_adapter(path):
 
 
 def test_each_module_says_where_it_sits():
-    prefixes = {"kernels": "Kernels: ", "core": "Core: ", "quickstart": "Quickstart: ", "cli": "CLI: ",
-                "research": "Research: "}  # fmt: skip
+    prefixes = {"kernels": "Kernels: ", "core": "Core: ", "integrations": "Integrations: ",
+                "quickstart": "Quickstart: ", "cli": "CLI: ", "research": "Research: "}  # fmt: skip
     for path in package_files():
         if path == PACKAGE / "__init__.py":
             continue  # the package's own docstring names the project

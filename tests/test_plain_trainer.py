@@ -19,6 +19,7 @@ from symnoise_trl import (
     SymNoiseTrainer,
     SymNoiseTrainingArguments,
     active_symnoise_hook,
+    add_symnoise,
 )
 
 from helpers import tiny
@@ -151,3 +152,35 @@ def test_model_card_names_symnoise_and_cites_the_paper(tmp_path):
     card = (tmp_path / "SymNoiseTrainer" / "README.md").read_text()
     assert "- symnoise" in card
     assert "arxiv.org/abs/2312.01523" in card and "@article{yadav2023symnoise" in card
+
+
+def test_add_symnoise_mixes_into_a_trainer_built_elsewhere(tmp_path):
+    # A framework builds the trainer (class chosen at run time); SymNoise is mixed in afterwards.
+    class FrameworkTrainer(Trainer):
+        def compute_loss(self, model, inputs, **kwargs):
+            self.seen_batch_sizes = getattr(self, "seen_batch_sizes", []) + [inputs["input_ids"].shape[0]]
+            return super().compute_loss(model, inputs, **kwargs)
+
+    def build(trainer_cls):
+        args = SymNoiseTrainingArguments(output_dir=str(tmp_path / trainer_cls.__name__), max_steps=2,
+                                         per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1,
+                                         report_to="none", use_cpu=True, save_strategy="no", seed=0,
+                                         symnoise_alpha=ALPHA)  # fmt: skip
+        return trainer_cls(model=tiny.model(), args=args, train_dataset=tiny.tokenized(prompt_labels=True),
+                           data_collator=tiny.COLLATORS["padding_with_labels"]())  # fmt: skip
+
+    mixed = add_symnoise(build(FrameworkTrainer))
+    assert isinstance(mixed, SymNoiseMixin) and isinstance(mixed, FrameworkTrainer)
+    assert type(mixed).__name__ == "SymNoiseFrameworkTrainer" and add_symnoise(mixed) is mixed
+    assert type(add_symnoise(build(FrameworkTrainer))) is type(mixed)  # one mixed class per trainer class
+    mixed.train()
+    assert mixed.seen_batch_sizes == [8, 8]  # the doubled batch reaches the framework's own compute_loss
+    reference = build(SymNoiseTrainer)
+    reference.train()
+    assert [h["loss"] for h in logs(mixed)] == pytest.approx([h["loss"] for h in logs(reference)], rel=1e-6)
+    with pytest.warns(UserWarning, match="mixes in SymNoiseMixin, but its arguments \\(TrainingArguments\\) have no"):
+        add_symnoise(Trainer(model=tiny.model(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True)))
+    patched = build(FrameworkTrainer)
+    patched.training_step = lambda *args, **kwargs: None  # another plugin's patch on the instance
+    with pytest.raises(ValueError, match="training_step is set on the instance and would hide SymNoiseMixin's"):
+        add_symnoise(patched)
