@@ -6,10 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AXOLOTL_VERSION=0.21.0
-python=${AXOLOTL_PYTHON:-$(command -v python3.12 || true)}
-if [ -z "$python" ] && command -v pyenv >/dev/null; then
-    python=$(ls -d "$(pyenv root)"/versions/3.12.*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+is_312() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; }
+if [ -n "${AXOLOTL_PYTHON:-}" ] && ! is_312 "$AXOLOTL_PYTHON"; then
+    echo "test_axolotl.sh: AXOLOTL_PYTHON=$AXOLOTL_PYTHON is not a Python 3.12 interpreter" >&2
+    exit 1
 fi
+candidates=("${AXOLOTL_PYTHON:-}" python3.12)  # a pyenv shim for python3.12 exists but fails unless 3.12 is selected
+if command -v pyenv >/dev/null; then
+    mapfile -t installed < <(ls -d "$(pyenv root)"/versions/3.12.*/bin/python 2>/dev/null | sort -rV)
+    candidates+=("${installed[@]}")
+fi
+python=""
+for candidate in "${candidates[@]}"; do
+    if [ -n "$candidate" ] && is_312 "$candidate"; then
+        python=$candidate
+        break
+    fi
+done
 if [ -z "$python" ]; then
     echo "test_axolotl.sh: Axolotl $AXOLOTL_VERSION needs Python 3.12, and none was found (install it, e.g." \
         "'pyenv install 3.12', or set AXOLOTL_PYTHON to its interpreter)" >&2

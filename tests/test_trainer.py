@@ -54,14 +54,7 @@ def run(trainer_cls, config_cls, tmp_path, layout="padded", model=None, **overri
 def test_alpha_zero_reproduces_sft(tmp_path, layout):
     plain = run(SFTTrainer, SFTConfig, tmp_path, layout)
     doubled = run(SymNoiseSFTTrainer, SymNoiseSFTConfig, tmp_path, layout, symnoise_alpha=0.0)
-    plain_logs, doubled_logs = tiny.step_logs(plain), tiny.step_logs(doubled)
-    assert len(plain_logs) == len(doubled_logs) == 3
-    for p, d in zip(plain_logs, doubled_logs, strict=True):
-        assert d["num_tokens"] == p["num_tokens"]
-        for key in ("loss", "grad_norm", "entropy", "mean_token_accuracy"):
-            assert d[key] == pytest.approx(p[key], rel=1e-5, abs=1e-6), key
-    for (name, p), (_, d) in zip(plain.model.named_parameters(), doubled.model.named_parameters(), strict=True):
-        torch.testing.assert_close(d, p, rtol=1e-5, atol=1e-6, msg=name)
+    tiny.assert_trained_alike(plain, doubled)
 
 
 def test_alpha_none_is_sft_and_attaches_nothing(tmp_path):

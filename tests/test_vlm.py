@@ -83,14 +83,7 @@ def test_alpha_zero_reproduces_sft(tmp_path, family, data, adapter):
     plain = run(SFTTrainer, SFTConfig, tmp_path, family, data, peft_config=peft_config)
     doubled = run(SymNoiseSFTTrainer, SymNoiseSFTConfig, tmp_path, family, data, peft_config=peft_config,
                   symnoise_alpha=0.0)  # fmt: skip
-    plain_logs, doubled_logs = tiny.step_logs(plain), tiny.step_logs(doubled)
-    assert len(plain_logs) == len(doubled_logs) == 3
-    for p, d in zip(plain_logs, doubled_logs, strict=True):
-        assert d["num_tokens"] == p["num_tokens"]
-        for key in ("loss", "grad_norm", "entropy", "mean_token_accuracy"):
-            assert d[key] == pytest.approx(p[key], rel=1e-5, abs=1e-6), key
-    for (name, p), (_, d) in zip(plain.model.named_parameters(), doubled.model.named_parameters(), strict=True):
-        torch.testing.assert_close(d, p, rtol=1e-5, atol=ADAM_ATOL, msg=name)
+    tiny.assert_trained_alike(plain, doubled, param_atol=ADAM_ATOL)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -3,6 +3,7 @@
 import functools
 import random
 
+import pytest
 import torch
 from datasets import Dataset
 from transformers import (
@@ -186,3 +187,16 @@ class BatchRecordingTrainer(SymNoiseSFTTrainer):
 
 def step_logs(trainer):
     return [h for h in trainer.state.log_history if "loss" in h]
+
+
+def assert_trained_alike(plain, doubled, param_atol: float = 1e-6):
+    """`doubled` (SymNoise at alpha 0) logged what `plain` (the trainer without SymNoise) did at each of its 3 steps,
+    and ended with the same parameters."""
+    plain_logs, doubled_logs = step_logs(plain), step_logs(doubled)
+    assert len(plain_logs) == len(doubled_logs) == 3
+    for p, d in zip(plain_logs, doubled_logs, strict=True):
+        assert d["num_tokens"] == p["num_tokens"]
+        for key in ("loss", "grad_norm", "entropy", "mean_token_accuracy"):
+            assert d[key] == pytest.approx(p[key], rel=1e-5, abs=1e-6), key
+    for (name, p), (_, d) in zip(plain.model.named_parameters(), doubled.model.named_parameters(), strict=True):
+        torch.testing.assert_close(d, p, rtol=1e-5, atol=param_atol, msg=name)
