@@ -1,6 +1,6 @@
-"""SymNoiseSFTTrainer on tiny vision-language models of three families (LLaVA, Qwen2-VL, Idefics3) with TRL's vision
-data formats: alpha=0 is SFTTrainer, the loss is the mean of the two halves computed by hand, the language model sees
-the same image features in both halves and noise on text tokens only, evaluation is plain, two-pass is one-pass."""
+"""SymNoiseSFTTrainer on tiny vision-language models of four families (LLaVA, Qwen2-VL, Idefics3, Gemma 3) with TRL's
+vision data formats: alpha=0 is SFTTrainer, the loss is the mean of the two halves computed by hand, the language model
+sees the same image features in both halves and noise on text tokens only, eval is plain, two-pass is one-pass."""
 
 import copy
 import math
@@ -17,8 +17,9 @@ from symnoise_trl.kernels import rademacher
 
 from helpers import tiny, tiny_vlm
 
-# LLaVA and Qwen2-VL also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh); Idefics3's image
-# processor needs torchvision at transformers 5.17 (not installed: no CPU build for torch 2.13 on the index).
+# LLaVA, Qwen2-VL and Gemma 3 also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh);
+# Idefics3's image processor needs torchvision at transformers 5.17 (not installed: no CPU build for torch 2.13 on the
+# index).
 FAMILIES = [pytest.param(f, marks=pytest.mark.floors) if f != "idefics3" else f for f in tiny_vlm.FAMILIES]
 ALPHA = 5.0
 D = tiny_vlm.D

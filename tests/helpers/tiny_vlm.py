@@ -1,10 +1,12 @@
 """Tiny vision-language models with their processors, and image+text data sets, built in code (nothing is downloaded).
 
-Three families that batch their vision inputs differently:
+Four families that batch their vision inputs differently:
 - "llava": `pixel_values` (n_images, C, H, W), one `<image>` expanded to a fixed 16 placeholders (a CLIP tower).
 - "qwen2_vl": `pixel_values` as flattened patches (n_patches, C*T*P*P) with `image_grid_thw` (n_images, 3); the
   number of placeholders follows the image's size, and `mm_token_type_ids` marks them.
 - "idefics3": `pixel_values` (B, max_images, C, H, W) per example, padded, with `pixel_attention_mask`.
+- "gemma3": `pixel_values` per image with `token_type_ids` marking the placeholders (TRL's Gemma special case), and
+  token embeddings scaled by sqrt(d) inside the embedding module (a SigLIP tower).
 Each processor is the family's own transformers class over a copy of the tests' BPE tokenizer, with the family's
 special tokens added and a chat template that renders TRL's multimodal messages.
 """
@@ -20,6 +22,10 @@ from PIL import Image
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3ImageProcessorPil,
+    Gemma3Processor,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
@@ -36,9 +42,10 @@ from transformers import (
 
 from helpers import tiny
 
-FAMILIES = ("llava", "qwen2_vl", "idefics3")
+FAMILIES = ("llava", "qwen2_vl", "idefics3", "gemma3")
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 D = TEXT["hidden_size"]
+GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"}
 
 
 def chat_template(image: str) -> str:
@@ -102,6 +109,15 @@ def processor(family: str):
             image_seq_len=4,
             chat_template=chat_template("<image>"),
         )
+    if family == "gemma3":
+        tokenizer = _tokenizer(list(GEMMA3_TOKENS.values()))
+        for name, token in GEMMA3_TOKENS.items():  # what Gemma's own tokenizer exposes, and Gemma3Processor reads
+            setattr(tokenizer, name, token)
+            setattr(tokenizer, f"{name}_id", tokenizer.convert_tokens_to_ids(token))
+        image_processor = Gemma3ImageProcessorPil(size={"height": 16, "width": 16}, do_pan_and_scan=False)
+        template = chat_template(GEMMA3_TOKENS["boi_token"])
+        return Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template,
+                               image_seq_length=4)  # fmt: skip
     raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
 
 
@@ -132,6 +148,14 @@ def model(family: str, seed: int = 0):
         config = Idefics3Config(vision_config=vision, text_config=dict(text, model_type="llama"), scale_factor=2,
                                 image_token_id=ids("<image>"), pad_token_id=tokenizer.pad_token_id)  # fmt: skip
         cls = Idefics3ForConditionalGeneration
+    elif family == "gemma3":
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+                      patch_size=4)  # fmt: skip
+        config = Gemma3Config(text_config=dict(text, head_dim=16, sliding_window=64), vision_config=vision,
+                              mm_tokens_per_image=4, image_token_id=ids(GEMMA3_TOKENS["image_token"]),
+                              boi_token_id=ids(GEMMA3_TOKENS["boi_token"]),
+                              eoi_token_id=ids(GEMMA3_TOKENS["eoi_token"]))  # fmt: skip
+        cls = Gemma3ForConditionalGeneration
     else:
         raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
     with torch.random.fork_rng(devices=[]):
@@ -140,7 +164,7 @@ def model(family: str, seed: int = 0):
 
 
 def image_token_id(family: str) -> int:
-    token = "<|image_pad|>" if family == "qwen2_vl" else "<image>"
+    token = {"qwen2_vl": "<|image_pad|>", "gemma3": GEMMA3_TOKENS["image_token"]}.get(family, "<image>")
     return processor(family).tokenizer.convert_tokens_to_ids(token)
 
 
