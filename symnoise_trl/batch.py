@@ -56,39 +56,32 @@ def token_lengths(
         text &= input_ids != token_id
     if length == "padded":
         return torch.where(text, float(input_ids.shape[1]), 0.0).to(torch.float32)
-    if layout == "padded":
+    # NOTE: cumsum, searchsorted, scatter_add and indexing keep this on the device: repeat_interleave by lengths or
+    # bincount would read values back to the host to size their outputs, a sync on every training step.
+    batch, width = input_ids.shape
+    if layout == "packed" and "cu_seq_lens_q" in inputs:  # one row; its sequences are [cu[i], cu[i+1])
+        cu = inputs["cu_seq_lens_q"].to(device=input_ids.device, dtype=torch.int64)
+        positions = torch.arange(width, device=input_ids.device)
+        sequence = torch.searchsorted(cu[1:], positions, right=True).clamp(max=cu.numel() - 2)[None]
+        n_sequences = max(width, cu.numel())  # empty sequences in cu_seq_lens are numbered too
+    else:
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(input_ids)
         text &= mask != 0
         # A sequence starts at a row's first token, where the mask value changes (padding, or Axolotl's next packed
-        # sequence) and where position_ids restart at 0 (packed rows with a mask of ones); its tokens are counted with
-        # one scatter_add over sequence numbers that are unique across rows.
+        # sequence) and where position_ids restart at 0 (packed rows with a mask of ones, or none); sequences are
+        # numbered across rows.
         starts = torch.ones_like(text)
         starts[:, 1:] = mask[:, 1:] != mask[:, :-1]
         positions = inputs.get("position_ids")
         if positions is not None and positions.shape == input_ids.shape:  # not Qwen2-VL's 3-D rope positions
-            starts |= positions == 0
-        batch, width = input_ids.shape
-        sequence = torch.cumsum(starts, dim=1) - 1 + torch.arange(batch, device=mask.device)[:, None] * width
-        counts = torch.zeros(batch * width, dtype=torch.int64, device=mask.device)
-        counts.scatter_add_(0, sequence.flatten(), text.flatten().to(torch.int64))
-        return (counts[sequence] * text).to(torch.float32)
-    # NOTE: searchsorted, scatter_add and indexing keep this on the device: repeat_interleave by lengths or bincount
-    # would read values back to the host to size their outputs, a sync on every training step.
-    n_tokens, device = input_ids.shape[1], input_ids.device
-    positions = torch.arange(n_tokens, device=device)
-    if "cu_seq_lens_q" in inputs:
-        cu = inputs["cu_seq_lens_q"].to(device=device, dtype=torch.int64)
-        sequence = torch.searchsorted(cu[1:], positions, right=True).clamp(max=cu.numel() - 2)
-    else:  # sequences start where position_ids restarts at 0
-        starts = inputs["position_ids"][0].to(device) == 0
-        starts[0] = True
-        sequence = torch.cumsum(starts.to(torch.int64), 0) - 1
-    text = text[0].to(torch.int64)
-    n_sequences = max(n_tokens, inputs["cu_seq_lens_q"].numel()) if "cu_seq_lens_q" in inputs else n_tokens
-    counts = torch.zeros(n_sequences, dtype=torch.int64, device=device).scatter_add_(0, sequence, text)
-    return (counts[sequence] * text).to(torch.float32).reshape(input_ids.shape)
+            starts |= positions.to(input_ids.device) == 0
+        sequence = torch.cumsum(starts, dim=1) - 1 + torch.arange(batch, device=input_ids.device)[:, None] * width
+        n_sequences = batch * width
+    counts = torch.zeros(n_sequences, dtype=torch.int64, device=input_ids.device)
+    counts.scatter_add_(0, sequence.flatten(), text.flatten().to(torch.int64))
+    return (counts[sequence] * text).to(torch.float32)
 
 
 def double_batch(inputs: dict, layout: str) -> dict:

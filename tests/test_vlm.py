@@ -48,24 +48,6 @@ def run(trainer_cls, config_cls, tmp_path, family, data="messages", model=None, 
     return trainer
 
 
-class LanguageModelInputs:
-    """For every forward of a VLM: the token ids, the raw text embeddings, and what the language model's first
-    decoder layer received (the embeddings after the image features replaced the placeholders)."""
-
-    def __init__(self, model):
-        self.calls = []
-        model.get_input_embeddings().register_forward_hook(self._embedding)  # before SymNoise's hook: the plain output
-        inner = model.model
-        language_model = inner.language_model if hasattr(inner, "language_model") else inner.text_model
-        language_model.layers[0].register_forward_pre_hook(self._decoder, with_kwargs=True)
-
-    def _embedding(self, module, args, output):
-        self.calls.append({"ids": args[0].clone(), "raw": output.detach().clone(), "training": module.training})
-
-    def _decoder(self, module, args, kwargs):
-        self.calls[-1]["received"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
-
-
 def noise_by_hand(batch, family, seed):
     """s * eps of docs/noise-stream.md for the first copy: L counts the text tokens of each row (not the image
     placeholders, not padding), and the placeholders and padding get no noise."""
@@ -93,7 +75,7 @@ def test_noise_goes_on_text_tokens_and_the_loss_is_the_mean_of_the_halves(tmp_pa
     model = tiny_vlm.model(family)
     # The plain model and its loss, before the trainer touches it (LoRA starts as the identity: B = 0).
     reference = copy.deepcopy(model).train()
-    recorder = LanguageModelInputs(model)
+    recorder = tiny.EmbeddingRecorder(model)
     trainer = tiny.BatchRecordingTrainer(
         model=model,
         args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA, max_steps=1),
@@ -135,7 +117,7 @@ def test_noise_goes_on_text_tokens_and_the_loss_is_the_mean_of_the_halves(tmp_pa
 @pytest.mark.parametrize("family", FAMILIES)
 def test_evaluation_sees_the_batch_once_and_no_noise(tmp_path, family):
     model = tiny_vlm.model(family)
-    recorder = LanguageModelInputs(model)
+    recorder = tiny.EmbeddingRecorder(model)
     trainer = SymNoiseSFTTrainer(
         model=model,
         args=tiny.train_args(
@@ -183,7 +165,7 @@ def test_two_pass_matches_the_doubled_batch(tmp_path, family):
 def test_a_text_only_dataset_trains_a_vision_language_model(tmp_path, family):
     data = tiny_vlm.conversational_dataset(8).remove_columns("images")
     model = tiny_vlm.model(family)
-    recorder = LanguageModelInputs(model)
+    recorder = tiny.EmbeddingRecorder(model)
     trainer = SymNoiseSFTTrainer(
         model=model,
         args=tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=ALPHA, max_steps=2),

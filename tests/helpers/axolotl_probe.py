@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 from symnoise_trl import active_symnoise_hook
 from symnoise_trl.kernels import rademacher
 
+from .tiny import first_decoder_layer
+
 
 def noise_by_hand(batch: dict, alpha: float, dim: int, seed: int) -> torch.Tensor:
     """s * eps for the first copy: L is the number of real tokens of each sequence, found token by token (a row of
@@ -31,12 +33,6 @@ def noise_by_hand(batch: dict, alpha: float, dim: int, seed: int) -> torch.Tenso
             scale[row, members] = alpha / (3 * int(members.sum()) * dim) ** 0.5
     eps = rademacher(ids.numel(), dim, seed).reshape(*ids.shape, dim).float()
     return scale.float()[..., None] * eps
-
-
-def language_model(model):
-    while not hasattr(model, "layers"):
-        model = model.model if hasattr(model, "model") else model.base_model
-    return model
 
 
 class ProbePlugin(BasePlugin):
@@ -59,7 +55,7 @@ class ProbePlugin(BasePlugin):
             record["forwards"][-1].setdefault("received", hidden.detach().clone())
 
         embeddings.register_forward_hook(on_embedding)  # before SymNoise's (attached in train()): the plain output
-        language_model(trainer.model).layers[0].register_forward_pre_hook(on_decoder, with_kwargs=True)
+        first_decoder_layer(trainer.model).register_forward_pre_hook(on_decoder, with_kwargs=True)
         original_step = trainer.training_step
 
         def training_step(model, inputs, num_items_in_batch=None):

@@ -114,8 +114,18 @@ def train_args(config_cls, output_dir, **overrides):
     return config_cls(**{**defaults, **overrides})
 
 
+def first_decoder_layer(model) -> torch.nn.Module:
+    """Layer 0 of the decoder the token embeddings feed: a causal LM's `model.layers`, or a vision-language model's
+    language model's (`language_model` or `text_model`), through a PEFT wrapper too."""
+    inner = ("model", "language_model", "text_model")
+    while not hasattr(model, "layers"):
+        model = next(getattr(model, name) for name in inner if hasattr(model, name))
+    return model.layers[0]
+
+
 class EmbeddingRecorder:
-    """For every forward: the token ids, the raw embedding output, and what decoder layer 0 received.
+    """For every forward: the token ids, the raw embedding output, and what decoder layer 0 received (in a
+    vision-language model, the embeddings after the image features replaced the placeholders).
 
     Attach it before training: its embedding hook is registered before SymNoise's, so it sees the plain output.
     """
@@ -123,7 +133,7 @@ class EmbeddingRecorder:
     def __init__(self, model):
         self.calls = []
         model.get_input_embeddings().register_forward_hook(self._embedding)
-        model.model.layers[0].register_forward_pre_hook(self._decoder, with_kwargs=True)
+        first_decoder_layer(model).register_forward_pre_hook(self._decoder, with_kwargs=True)
 
     def _embedding(self, module, args, output):
         self.calls.append(
