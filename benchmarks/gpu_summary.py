@@ -1,16 +1,23 @@
-"""The GPU check's summary: each measured figure against its target, from the files of one gpu_check run.
+"""The GPU check's summary: each phase's status, and each measured figure against its target, from one gpu_check run.
 
-    python benchmarks/gpu_summary.py benchmarks/results/gpu_<device>
+    python benchmarks/gpu_summary.py FOLDER     # the folder of scripts/gpu_check.sh --out
+    python benchmarks/gpu_summary.py --versions # import the packages the check uses together, print their versions
 
-Reads kernel_*.csv (benchmarks/kernel.py), train_step_*.csv (benchmarks/train_step.py), qlora_memory_*.csv
-(benchmarks/qlora_memory.py) and tests.log (pytest -m gpu) in that folder, writes summary.md there and prints it.
-A figure that was not measured is reported as missing. Targets are measured here, never asserted in a timed test.
+Reads phases.csv and gpu_check.log (scripts/gpu_check.sh: each phase's status; pytest -m gpu's counts; the install
+phase's versions line), kernel_*.csv (benchmarks/kernel.py), train_step_*.csv (benchmarks/train_step.py) and
+qlora_memory_*.csv (benchmarks/qlora_memory.py) in that folder, writes summary.md there and prints it. What a phase
+did not produce (it failed, ran out of time or did not run) is reported as missing. Targets are measured here, never
+asserted in a timed test.
 """
 
 import argparse
 import csv
+import importlib.metadata
 import re
 from pathlib import Path
+
+PACKAGES = ("torch", "triton", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
+            "huggingface_hub", "tokenizers", "symnoise-trl")  # fmt: skip
 
 KERNEL_SHAPE = {"tokens": "16384", "hidden": "4096", "dtype": "bfloat16"}
 # (what, where it comes from, how it compares, target)
@@ -55,12 +62,49 @@ def measured(folder: Path) -> dict[str, float | None]:
     return values
 
 
-def test_counts(folder: Path) -> dict[str, int] | None:
-    """passed / failed / skipped / errors of pytest's last summary line in tests.log, or None without one."""
-    path = folder / "tests.log"
+def versions() -> str:
+    """One line: each package's installed version (or "missing"), after importing the ones the check runs on."""
+    # A broken install fails here, in the install phase.
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import trl  # noqa: F401
+
+    import symnoise_trl  # noqa: F401
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "missing"
+
+    return "versions: " + ", ".join(f"{name} {version(name)}" for name in PACKAGES)
+
+
+def log_section(folder: Path, phase: str) -> list[str]:
+    """The lines gpu_check.log holds for `phase` (between its `== phase` header and its status line)."""
+    path = folder / "gpu_check.log"
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    inside, found = False, []
+    for line in lines:
+        if line.startswith(f"== phase {phase} (") or line.startswith(f"== phase {phase}:"):
+            inside = line.startswith(f"== phase {phase} (")
+            continue
+        if inside:
+            found.append(line)
+    return found
+
+
+def phase_rows(folder: Path) -> list[dict]:
+    path = folder / "phases.csv"
     if not path.exists():
-        return None
-    lines = [line for line in path.read_text().splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_counts(folder: Path) -> dict[str, int] | None:
+    """passed / failed / skipped / errors of pytest's last summary line in the tests phase, or None without one."""
+    lines = [line for line in log_section(folder, "tests") if re.search(r"\d+ (passed|failed|error)", line)]
     if not lines:
         return None
     counts = {k: 0 for k in ("passed", "failed", "skipped", "errors")}
@@ -70,8 +114,16 @@ def test_counts(folder: Path) -> dict[str, int] | None:
 
 
 def summary(folder: Path) -> str:
-    lines = [f"# GPU check: {folder.name.removeprefix('gpu_')}", "", "| figure | measured | target | met |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [f"# GPU check: {device(folder)}", ""]
+    found = [line for line in log_section(folder, "install") if line.startswith("versions: ")]
+    if found:
+        lines += [found[-1].removeprefix("versions: "), ""]
+    phases = phase_rows(folder)
+    if phases:
+        lines += ["| phase | status | seconds | limit (s) |", "|---|---|---|---|"]
+        lines += [f"| {r['phase']} | {r['status']} | {r['seconds']} | {r['limit_s']} |" for r in phases]
+        lines.append("")
+    lines += ["| figure | measured | target | met |", "|---|---|---|---|"]
     counts = test_counts(folder)
     if counts is None:
         lines.append("| `pytest -m gpu` | missing | all pass | missing |")
@@ -86,11 +138,26 @@ def summary(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def device(folder: Path) -> str:
+    """The device the benchmarks named in their CSVs, else the folder's name."""
+    for path in sorted(folder.glob("*.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("device"):
+                    return row["device"]
+    return folder.resolve().name.removeprefix("gpu_")
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a gpu_check results folder")
+    parser.add_argument("folder", type=Path, nargs="?", help="a gpu_check results folder")
+    parser.add_argument("--versions", action="store_true", help="print the versions of the packages the check uses")
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
+    if args.versions:
+        text = versions()
+        print(text)
+        return text
+    if args.folder is None or not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     text = summary(args.folder)
     (args.folder / "summary.md").write_text(text)

@@ -2,6 +2,11 @@
 
 `symnoise(x, scale, seed)` returns stack(x + scale*eps, x - scale*eps) with eps the Rademacher signs of the noise
 stream; docs/noise-stream.md is the specification. The Triton backend and the torch reference give the same bits.
+
+The registered op writes the two copies one after the other along a dimension `dim` of x before which every size is
+1 (0 always qualifies): (2 * B, T, d) for a padded (B, T, d) batch, (1, 2 * T, d) for a packed row. That is the
+memory of stack(...) as well, so `symnoise` views it as (2, *x.shape), while the trainer's plan takes it as the
+doubled batch itself, allocated in that shape: no copy, and no view for torch.compile to guard on.
 """
 
 import math
@@ -53,6 +58,7 @@ def _symnoise_op(
     backend: str,
     check_scale: bool,
     seed_to_check: bool,
+    dim: int = 0,
 ) -> torch.Tensor:
     """The op on checked arguments (see `symnoise_unchecked`). `check_scale` / `seed_to_check`: the values of a
     caller's tensors are still to be checked, here where reading them needs no tracing (under torch.compile the
@@ -64,23 +70,35 @@ def _symnoise_op(
     if check_scale and scale is not None and not bool(((scale >= 0) & torch.isfinite(scale)).all()):
         raise ValueError("scale must be finite and >= 0 on every row")
     backend_fn = symnoise_triton if backend == "triton" else symnoise_torch
-    out = backend_fn(x.reshape(_n_rows(x), x.shape[-1]).contiguous(), scale, scale_value, seed_value, half)
-    return out.view(((2,) if half == "both" else ()) + tuple(x.shape))
+    x2d = x.reshape(_n_rows(x), x.shape[-1]).contiguous()
+    return backend_fn(x2d, scale, scale_value, seed_value, half, out_shape=_out_shape(x, half, dim))
 
 
 @_symnoise_op.register_fake
-def _(x, scale, scale_value, seed, half, backend, check_scale, seed_to_check):
-    return x.new_empty(((2,) if half == "both" else ()) + tuple(x.shape))
+def _(x, scale, scale_value, seed, half, backend, check_scale, seed_to_check, dim=0):
+    return x.new_empty(_out_shape(x, half, dim))
+
+
+def _out_shape(x: torch.Tensor, half: str, dim: int) -> tuple[int, ...]:
+    """x's shape, with `dim` doubled for half="both" (the copies one after the other, as in stack's memory)."""
+    if not 0 <= dim < x.dim() or math.prod(x.shape[:dim]) != 1:
+        raise ValueError(f"dim must index a dimension of x before which every size is 1, got {dim} for {x.shape}")
+    shape = list(x.shape)
+    if half == "both":
+        shape[dim] *= 2
+    return tuple(shape)
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.half = inputs[4]
+    ctx.half, ctx.x_shape = inputs[4], inputs[0].shape
 
 
 def _backward(ctx, grad):
     # d(x + s*eps)/dx = d(x - s*eps)/dx = I: no RNG, nothing saved.
-    grad_x = grad[0] + grad[1] if ctx.half == "both" else grad
-    return grad_x, None, None, None, None, None, None, None
+    if ctx.half == "both":
+        copies = grad.reshape((2, *ctx.x_shape))
+        return copies[0] + copies[1], None, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None
 
 
 _symnoise_op.register_autograd(_backward, setup_context=_setup_context)
@@ -91,15 +109,16 @@ def _n_rows(x: torch.Tensor) -> int:
 
 
 def symnoise_unchecked(
-    x: torch.Tensor, scale: torch.Tensor, seed: torch.Tensor, half: str = "both", backend: str = "auto"
+    x: torch.Tensor, scale: torch.Tensor, seed: torch.Tensor, half: str = "both", backend: str = "auto", dim: int = 0
 ) -> torch.Tensor:
     """The op for callers whose arguments are valid by construction (the trainer's noise plan): nothing is checked.
 
     `x` a float tensor (..., d); `scale` fp32 with one value per row, finite (a negative value gives the other half:
     see `symnoise`'s `check_scale`); `seed` a 0-d int64 CPU tensor in [0, 2**63); `half` one of HALVES; `backend`
-    one of BACKENDS, where "triton" can run on x's device.
+    one of BACKENDS, where "triton" can run on x's device. Returns x's shape, with `dim` doubled for half="both":
+    the two copies one after the other along `dim` (every size before it 1; see the module's docstring).
     """
-    return _symnoise_op(x, scale.reshape(-1), 0.0, seed, half, _chosen_backend(backend, x), False, False)
+    return _symnoise_op(x, scale.reshape(-1), 0.0, seed, half, _chosen_backend(backend, x), False, False, dim)
 
 
 def _chosen_backend(backend: str, x: torch.Tensor) -> str:
@@ -206,4 +225,5 @@ def symnoise(
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     backend = _backend_arg(backend, x)
-    return _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_to_check)
+    out = _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_to_check)
+    return out.view(2, *x.shape) if half == "both" else out

@@ -33,17 +33,19 @@ def symnoise_torch(
     seed: int,
     half: str,
     host_reads: bool | None = None,
+    out_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """The op on a contiguous (N, d) tensor: (2, N, d) for half="both", else (N, d). `scale` is an fp32 (N,) tensor,
-    or None for `scale_value` on every row. `host_reads` (default: on a CPU) lets the fix-ups read values on the
-    host to skip work; without it nothing is read back (no device sync)."""
+    """The op on a contiguous (N, d) tensor: (2, N, d) for half="both", else (N, d), or that memory allocated in
+    `out_shape`. `scale` is an fp32 (N,) tensor, or None for `scale_value` on every row. `host_reads` (default: on a
+    CPU) lets the fix-ups read values on the host to skip work; without it nothing is read back (no device sync)."""
     n_rows, dim = x2d.shape
     device, dtype = x2d.device, x2d.dtype
     host_reads = device.type == "cpu" if host_reads is None else host_reads
     halves = [h for h in ("plus", "minus") if half in ("both", h)]
-    out = torch.empty((len(halves), n_rows, dim), dtype=dtype, device=device)
+    result = torch.empty(out_shape or ((2,) if half == "both" else ()) + (n_rows, dim), dtype=dtype, device=device)
+    out = result.view(len(halves), n_rows, dim)  # written through this view; `result` is returned
     if out.numel() == 0:
-        return out if half == "both" else out[0]
+        return result
     if scale is None:
         scale = torch.full((n_rows,), scale_value, dtype=torch.float32, device=device)
     signed_scale = {"plus": scale[:, None], "minus": (-scale)[:, None]}  # x - s*eps = x + (-s)*eps, exactly
@@ -71,7 +73,7 @@ def symnoise_torch(
         fill(0, n_rows, n_rows)  # one kernel launch per op: no blocks
     _keep_zero_scale_rows(out, x2d, scale, host_reads)
     _canonical_nan(out, x2d, host_reads)
-    return out if half == "both" else out[0]
+    return result
 
 
 def _on_cpu_threads(fill, n_rows: int, rows_per_block: int, key: tuple) -> None:

@@ -122,8 +122,10 @@ def symnoise_triton(
     seed: int,
     half: str,
     config: tuple[int, int, int] | None = None,
+    out_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """Launch the kernel on a contiguous (N, d) tensor; returns (2, N, d) for half="both", else (N, d).
+    """Launch the kernel on a contiguous (N, d) tensor; returns (2, N, d) for half="both", else (N, d), or that
+    memory allocated in `out_shape`.
 
     `scale` is an fp32 (N,) tensor, or None for one `scale_value` on every row. `config` overrides the
     (block_rows, block_chunks, num_warps) heuristic; the output never depends on it.
@@ -136,7 +138,8 @@ def symnoise_triton(
             f"{None if scale is None else scale.stride()}"
         )
     n_rows, dim = x2d.shape
-    out = torch.empty(((2,) if half == "both" else ()) + (n_rows, dim), dtype=x2d.dtype, device=x2d.device)
+    shape = out_shape or ((2,) if half == "both" else ()) + (n_rows, dim)
+    out = torch.empty(shape, dtype=x2d.dtype, device=x2d.device)
     if out.numel() == 0:
         return out
     block_rows, block_chunks, num_warps = config or default_config(n_rows, dim)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Download the wheels that scripts/gpu_check.sh installs on a CUDA machine without network:
+# Download the wheels that scripts/gpu_check.sh installs on the GPU machine, which has no network:
 #   bash scripts/wheelhouse.sh DIR
-# For CPython 3.12 on x86-64 manylinux, at the versions this project is tested with (read from .venv when it exists,
-# else the defaults below). torch and triton are not included: the CUDA machine brings its own builds, nor is what
-# a CUDA image already holds (numpy, pandas, pyarrow, accelerate, peft, tokenizers, ...). setuptools comes along: the
-# project is built there without build isolation, and its metadata needs setuptools >= 77. About 57 MB; the script
-# prints the size.
+# That machine holds the floors' torch 2.11, Triton 3.6, transformers 5.17 and accelerate 1.15 (pyproject.toml's lower
+# bounds are its stack), so only what it lacks travels, at the floors lane's versions (.venv-floors when it exists,
+# else the defaults below): trl, datasets and the two packages of datasets' that it lacks (dill, multiprocess),
+# bitsandbytes, peft (its version there is not known; the floors' one is what was tested), and setuptools (the project
+# is built there without build isolation, and its metadata needs setuptools >= 77). For CPython 3.12 on x86-64
+# manylinux. About 40 MB, under the 64 MB a device call carries; the script prints the size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -ne 1 ] || [[ "$1" == -* ]]; then
@@ -14,19 +15,19 @@ if [ $# -ne 1 ] || [[ "$1" == -* ]]; then
 fi
 dir=$1
 mkdir -p "$dir"
-version() {  # the version .venv has of package $1, else $2
+version() {  # the version .venv-floors has of package $1, else $2
     local found=""
-    [ -x .venv/bin/python ] && found=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true)
+    [ -x .venv-floors/bin/python ] && found=$(.venv-floors/bin/python -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true)
     echo "${found:-$2}"
 }
 packages=(
-    "trl==$(version trl 1.16.0)"
-    "transformers==$(version transformers 5.24.0)"
-    "datasets==$(version datasets 5.2.0)"
+    "trl==$(version trl 1.14.1)"
+    "peft==$(version peft 0.21.2)"
+    "datasets==$(version datasets 5.0.1)"
     "dill==$(version dill 0.4.1)"
     "multiprocess==$(version multiprocess 0.70.19)"
     "bitsandbytes==$(version bitsandbytes 0.50.2)"
-    "setuptools==$(version setuptools 84.2.1)"
+    "setuptools==80.9.0"  # >= 77 for the metadata, < 82 for torch 2.11
 )
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do

@@ -9,13 +9,13 @@ trains the cached tiny model of `symnoise_trl.quickstart.tiny_model`; without a 
 """
 
 import argparse
-import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+from .hf_internals import import_bitsandbytes_quietly
 from .preflight import check_model, check_numbers, check_output_dir
 from .quickstart.tasks import DATA_DIR
 
@@ -208,18 +208,13 @@ def train_and_save(trainer, command: CommandLine) -> None:
         trainer.end()
 
 
-def _no_optional_kernel_hint(record: logging.LogRecord) -> bool:
-    return "kernels-community" not in str(record.msg)
-
-
 def run(argv=None):
     """`symnoise-sft` on `argv` (default: the command line): parse, build, train, save; returns the trainer. A bad
     option, file or setting exits 2 with one line, before training."""
     # NOTE: TRL's SFTConfig sets `gradient_checkpointing` by default, which transformers >= 5.2x deprecates in favour
     # of `activation_checkpointing` (absent before): a FutureWarning on every run, about nothing the user wrote.
     warnings.filterwarnings("ignore", message=r"`gradient_checkpointing\w*` is deprecated", category=FutureWarning)
-    # bitsandbytes, where installed, logs on import that an optional CPU kernel package is missing: not the user's.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_no_optional_kernel_hint)  # added once
+    import_bitsandbytes_quietly()
     parser = make_parser()
     try:
         command = parse_command_line(parser, argv)

@@ -1,10 +1,14 @@
-"""Core: every private or undocumented name of transformers and TRL that symnoise-trl relies on, in one place.
+"""Core: every private or undocumented name of transformers, TRL and the libraries they load (torch's Dynamo,
+bitsandbytes, Hugging Face's kernels) that symnoise-trl relies on, in one place.
 
 Each helper says which behaviour of which library it relies on; the version floors' suite (scripts/test_floors.sh)
 and the trainer tests fail when one of them moves. Nothing else in the package touches these names.
 """
 
 import contextlib
+import importlib.util
+import logging
+import sys
 
 
 def arguments_dict(args) -> dict:
@@ -104,3 +108,41 @@ def neftune_alpha(trainer=None, embeddings=None) -> float | None:
     NEFTune from it), or the embedding module's `neftune_noise_alpha` (set by `activate_neftune` beside its hook)."""
     owner = trainer if trainer is not None else embeddings
     return getattr(owner, "neftune_noise_alpha", None)
+
+
+def traced_only_inside_its_caller(function) -> None:
+    """torch.compile traces `function` where a compiled frame calls it, and never compiles it as a frame of its own:
+    called from eager code it runs eagerly, with everything it calls. Relies on torch._dynamo's per-code frame
+    strategy (`set_code_exec_strategy`, what `torch.compiler.disable(recursive=False)` uses for its wrapper's frame),
+    which decides only how a frame that Python starts is run, not whether a traced caller inlines the code.
+
+    Why: when a graph break makes Dynamo run a model's forward eagerly (transformers 5.25's hub-kernel layers under
+    activation checkpointing do), the module calls below it start frames of their own. A forward hook's frame then
+    compiled twice (static shapes, then dynamic), two graphs that plain SFT does not have."""
+    from torch._dynamo.eval_frame import set_code_exec_strategy  # torch >= 2.11 (the floor) has both
+    from torch._dynamo.types import FrameAction, FrameExecStrategy
+
+    set_code_exec_strategy(function.__code__, FrameExecStrategy(FrameAction.SKIP, FrameAction.SKIP))
+
+
+# The loggers that speak while bitsandbytes imports on a CPU with AVX512-BF16 and asks Hugging Face's `kernels` for an
+# optional 4-bit CPU kernel from the Hub: offline, kernels says it skips the publisher trust check, then bitsandbytes
+# that the kernel is missing and it uses its own code. Both are about bitsandbytes' internals, not the user's run.
+_OPTIONAL_KERNEL_LOGGERS = ("kernels._internals.hf_hub", "bitsandbytes.backends.cpu.ops")
+
+
+def import_bitsandbytes_quietly() -> None:
+    """Import bitsandbytes (when installed and not yet imported) with the two loggers above at ERROR, then restore
+    them. peft imports bitsandbytes on its own import, so every transformers Trainer import does; importing it first,
+    here, keeps a command's output to its own lines, and bitsandbytes' later warnings reach the user as usual."""
+    if "bitsandbytes" in sys.modules or importlib.util.find_spec("bitsandbytes") is None:
+        return
+    loggers = [logging.getLogger(name) for name in _OPTIONAL_KERNEL_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes  # noqa: F401
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from .batch import batch_layout, double_batch, token_lengths
-from .hf_internals import neftune_alpha
+from .hf_internals import neftune_alpha, traced_only_inside_its_caller
 from .kernels.reference import check_seed
 from .kernels.symnoise_op import HALVES, triton_runs_on
 from .noise_plan import NoisePlan
@@ -57,6 +57,8 @@ class SymNoiseHook:
     def __call__(self, module, args, output):
         plan = self.plan
         return output if plan is None else plan.apply(output)
+
+    traced_only_inside_its_caller(__call__)
 
     @classmethod
     def attach(cls, model, settings: SymNoiseSettings, accelerator=None) -> "SymNoiseHook":

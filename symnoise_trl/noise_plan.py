@@ -59,8 +59,10 @@ class NoisePlan:
             return one_sided_noise(embeds, scale, self.seed, settings.distribution, settings.backend)
         if not self.doubled:  # one pass of the two-pass mode: the op's plus half with a signed scale
             return symnoise_unchecked(embeds, scale * self.scale_sign, self.seed, "plus", settings.backend)
-        x = embeds[:batch] if self.layout == "padded" else embeds[:, :tokens]  # the first copy
-        noisy = symnoise_unchecked(x, scale, self.seed, "both", settings.backend)  # (2, *x.shape)
-        if self.layout == "packed":
-            noisy = noisy.transpose(0, 1)  # (1, 2, T, d): the copies follow each other on the token dim
-        return noisy.reshape(embeds.shape)
+        # The first copy in; both out, one after the other on the batch dim (padded) or the token dim (packed), as
+        # the doubled batch lays them out. NOTE: the op allocates them in that shape: a reshaped (2, ...) result was
+        # a view, on whose base torch.compile guarded (a recompile of the first decoder layer under transformers
+        # 5.25), and the packed one a copy.
+        if self.layout == "padded":
+            return symnoise_unchecked(embeds[:batch], scale, self.seed, "both", settings.backend, dim=0)
+        return symnoise_unchecked(embeds[:, :tokens], scale, self.seed, "both", settings.backend, dim=1)

@@ -5,6 +5,7 @@ import torch
 
 from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels.reference import CANONICAL_NAN_BITS, symnoise_reference
+from symnoise_trl.kernels.symnoise_op import symnoise_unchecked
 
 pytest.importorskip("triton")  # the CPU-only floors environment has none
 from symnoise_trl.kernels.symnoise_triton import default_config, symnoise_triton  # noqa: E402
@@ -89,3 +90,29 @@ def test_half_outputs_are_the_two_halves_of_both():
     both = symnoise(x, 0.3, 11, backend="triton")
     assert_bit_equal(symnoise(x, 0.3, 11, half="plus", backend="triton"), both[0])
     assert_bit_equal(symnoise(x, 0.3, 11, half="minus", backend="triton"), both[1])
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_unchecked_op_lays_the_copies_out_along_dim_as_the_doubled_batch(backend):
+    # The trainer's plan takes the op's output as the doubled batch itself: (2B, T, d) for a padded batch, (1, 2T, d)
+    # for a packed row, allocated in that shape (no copy, and not a view for torch.compile to guard on).
+    seed = torch.tensor(9)
+    padded, packed = torch.randn(3, 5, 40), torch.randn(1, 7, 40)
+    for x, dim in ((padded, 0), (packed, 1)):
+        scale = torch.full((x.shape[0] * x.shape[1],), 0.4)
+        out = symnoise_unchecked(x, scale, seed, "both", backend, dim=dim)
+        assert out._base is None
+        assert_bit_equal(out, torch.cat(list(symnoise(x, scale.view(x.shape[:-1]), seed, backend=backend)), dim=dim))
+        one = symnoise_unchecked(x, -scale, seed, "plus", backend, dim=dim)
+        assert one._base is None and one.shape == x.shape
+        assert_bit_equal(one, out.narrow(dim, x.shape[dim], x.shape[dim]))
+    with pytest.raises(ValueError, match=r"^dim must index a dimension of x before which every size is 1, got 1"):
+        symnoise_unchecked(padded, torch.full((15,), 0.4), seed, "both", backend, dim=1)
+
+
+def test_gradient_of_the_doubled_layout_is_the_sum_of_its_copies():
+    x = torch.randn(1, 6, 16, requires_grad=True)
+    out = symnoise_unchecked(x, torch.full((6,), 0.2), torch.tensor(3), "both", "torch", dim=1)
+    grad = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, x, grad)
+    assert_bit_equal(got, grad[:, :6] + grad[:, 6:])

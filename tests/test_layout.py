@@ -177,10 +177,32 @@ print("op", k.symnoise.__name__)
     assert done.stdout.splitlines() == ["0.12.0 True hub kernel x", "op symnoise"]
 
 
-def test_kernels_folder_poses_as_no_package_from_the_repository_root():
-    # From the repository root the folder is importable as `kernels`, Hugging Face's kernel hub package, which
-    # bitsandbytes (`from kernels import get_kernel`) and transformers (`is_kernels_available`) probe.
-    code = """
+def hugging_face_kernels_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def python_without_hugging_face_kernels(tmp_path) -> list[str]:
+    """A command line for this interpreter in a world where Hugging Face's `kernels` is not installed: its own site
+    folders left out (-S), a copy of them as links without `kernels` added back (with their .pth files: the editable
+    install of this project among them)."""
+    import site
+
+    mirror = tmp_path / "site-without-kernels"
+    mirror.mkdir()
+    for folder in map(Path, site.getsitepackages()):
+        for entry in folder.iterdir():
+            if entry.name != "kernels" and not entry.name.startswith("kernels-"):
+                (mirror / entry.name).symlink_to(entry)
+    return [sys.executable, "-S", "-c", f"import site; site.addsitedir({str(mirror)!r})\n"]
+
+
+ABSENT_WORLD = """
 import kernels
 assert not hasattr(kernels, "__version__") and kernels.__file__.endswith("__init__.py")
 try:
@@ -189,11 +211,46 @@ except ModuleNotFoundError as error:
     print("absent", error.name, str(error))
 from transformers.utils.import_utils import is_kernels_available
 print("available", is_kernels_available())
+from transformers import LlamaConfig
+print("config", LlamaConfig.__name__)
 import symnoise_trl.kernels as k  # the real package still loads beside it (one torch.library registration)
 print("op", k.symnoise.__name__)
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.floors
+def test_kernels_folder_poses_as_no_package_where_hugging_faces_is_not_installed(tmp_path):
+    # From the repository root the folder is importable as `kernels`, Hugging Face's kernel hub package, which
+    # bitsandbytes (`from kernels import get_kernel`) and transformers (`is_kernels_available`) probe. Where that
+    # package is installed (transformers >= 5.25 requires it) this world is made by leaving it out of the path.
+    python = (
+        python_without_hugging_face_kernels(tmp_path)
+        if hugging_face_kernels_installed()
+        else [sys.executable, "-c", ""]
+    )
+    done = subprocess.run([*python[:-1], python[-1] + ABSENT_WORLD], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0].startswith("absent kernels No module named 'kernels'") and "symnoise_trl.kernels" in lines[0]
-    assert lines[1:] == ["available False", "op symnoise"]
+    assert lines[1:] == ["available False", "config LlamaConfig", "op symnoise"]
+
+
+@pytest.mark.floors
+def test_from_the_repository_root_an_installed_hugging_face_kernels_is_the_one_imported():
+    # transformers 5.25 requires Hugging Face's `kernels` and imports it with LlamaConfig: from the repository root
+    # that import must reach the installed package, not this folder.
+    if not hugging_face_kernels_installed():
+        pytest.skip("Hugging Face's kernels is not installed here (transformers < 5.25): the test above is this world")
+    code = """
+import kernels, transformers
+print(os.path.dirname(kernels.__file__) == sys.argv[1], kernels.__version__ == importlib.metadata.version("kernels"))
+from transformers import LlamaConfig
+print("config", LlamaConfig.__name__, transformers.utils.import_utils.is_kernels_available())
+import symnoise_trl.kernels as k
+print("op", k.symnoise.__name__)
+"""
+    command = [sys.executable, "-c", "import importlib.metadata, os, sys\n" + code, str(ROOT / "kernels")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["False True", "config LlamaConfig True", "op symnoise"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..hf_internals import import_bitsandbytes_quietly
 from ..quickstart.tasks import DATA_DIR, is_correct
 
 
@@ -207,6 +208,7 @@ def comparison(baseline: dict, trained: dict, baseline_name: str = "before") -> 
 
 
 def main(argv=None) -> None:
+    import_bitsandbytes_quietly()  # before anything imports peft: the command prints its own lines only
     parser = argparse.ArgumentParser(prog="symnoise-evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a trained model or LoRA adapter folder (or Hub name)")
     parser.add_argument("--baseline", default=None,
