@@ -179,16 +179,14 @@ def main(argv=None):
     compiled = torch.compile(eager_algorithm2, dynamic=True)
 
     name = device_name()
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] + ("_quick" if args.quick else "")
     rows = []
     for dtype in dtypes:
         for hidden in hiddens:
             for n in tokens:
-                rows += measure(n, hidden, dtype, device, args.repeats, compiled)
+                rows += [{**r, "device": name} for r in measure(n, hidden, dtype, device, args.repeats, compiled)]
+                csv_path = write_csv(f"kernel_{slug}.csv", rows)  # after each size: a run cut short keeps its rows
                 print(f"measured {n} x {hidden} {dtype}", flush=True)
-    for r in rows:
-        r["device"] = name
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] + ("_quick" if args.quick else "")
-    csv_path = write_csv(f"kernel_{slug}.csv", rows)
     plotted = plot(rows, name, RESULTS / f"kernel_{slug}.png")
     print(f"\nDevice: {name}. CSV: {csv_path.name}" + (f", plot: kernel_{slug}.png" if plotted else ""))
     summary = [r for r in rows if r["provider"] == "symnoise"]
