@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from symnoise_trl.clean_loss import CleanLossMeter
-from symnoise_trl.report import table
+from symnoise_trl.research.report import table
+from symnoise_trl.trainers.clean_loss import CleanLossMeter
 
 from common import device_name, step_timer, write_csv
 

@@ -1,5 +1,5 @@
 """Small helpers shared by the benchmark scripts: the device's name and the result folder. Tables and plots come from
-`symnoise_trl.report`, so the benchmarks and the ablation report the same way."""
+`symnoise_trl.research.report`, so the benchmarks and the ablation report the same way."""
 
 import os
 import platform
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from symnoise_trl import report
+from symnoise_trl.research import report
 
 # SYMNOISE_RESULTS sends a run's files elsewhere (scripts/gpu_check.sh: benchmarks/results/gpu_<device>/).
 RESULTS = Path(os.environ.get("SYMNOISE_RESULTS", Path(__file__).parent / "results"))

@@ -23,7 +23,7 @@ import torch
 
 from symnoise_trl.kernels import symnoise
 from symnoise_trl.kernels.symnoise_torch import FASTER_PATH
-from symnoise_trl.report import table
+from symnoise_trl.research.report import table
 
 from common import device_name, write_csv
 

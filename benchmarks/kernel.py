@@ -23,7 +23,7 @@ import time
 import torch
 
 from symnoise_trl.kernels import symnoise, triton_available
-from symnoise_trl.report import pyplot, table
+from symnoise_trl.research.report import pyplot, table
 
 from common import RESULTS, device_name, write_csv
 

@@ -3,7 +3,7 @@
 Mean L2 norm of n random vectors in dimension d, as ratios to the uniform noise's: Gaussian/Uniform and
 Bernoulli (+-1)/Uniform, with the unit-parameter distributions of the paper (U(-1, 1), N(0, 1), +-1), where both
 ratios tend to sqrt(3) as d grows; and the same for this project's noises at one alpha
-(symnoise_trl.one_sided_noise), which are RMS-matched, so the ratios tend to 1. Two sweeps: against dimension
+(symnoise_trl.noise.one_sided), which are RMS-matched, so the ratios tend to 1. Two sweeps: against dimension
 (1-4096, 256 points, n = 256 vectors) and against the number of vectors (64-256, d = 4096). Writes
 benchmarks/results/noise_geometry.csv and two plots.
 
@@ -16,9 +16,9 @@ import math
 import numpy as np
 import torch
 
-from symnoise_trl.one_sided_noise import one_sided_noise
-from symnoise_trl.report import pyplot, table
-from symnoise_trl.seeds import seed_tensor
+from symnoise_trl.noise.one_sided import one_sided_noise
+from symnoise_trl.noise.seeds import seed_tensor
+from symnoise_trl.research.report import pyplot, table
 
 from common import RESULTS, write_csv
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from symnoise_trl.report import table
+from symnoise_trl.research.report import table
 
 from common import device_name, write_csv
 

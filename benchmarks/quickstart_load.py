@@ -20,7 +20,7 @@ import tempfile
 import torch
 import yaml
 
-from symnoise_trl.report import table
+from symnoise_trl.research.report import table
 
 from common import device_name, step_timer, write_csv
 from cpu_load import BusySiblings

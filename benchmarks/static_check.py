@@ -13,7 +13,7 @@ import os
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     raise SystemExit("static_check compiles the kernel: run it without TRITON_INTERPRET=1")
 
-from symnoise_trl.report import table  # noqa: E402
+from symnoise_trl.research.report import table  # noqa: E402
 
 from common import write_csv  # noqa: E402
 from static_compile import kernel_report  # noqa: E402

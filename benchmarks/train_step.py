@@ -26,7 +26,7 @@ import tempfile
 
 import torch
 
-from symnoise_trl.report import table
+from symnoise_trl.research.report import table
 
 from common import device_name, step_timer, write_csv
 

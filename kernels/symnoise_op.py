@@ -30,6 +30,13 @@ HALVES = ("both", "plus", "minus")
 BACKENDS = ("auto", "triton", "torch")
 
 
+def check_half(half) -> str:
+    """`half` if it is one of HALVES, else a ValueError naming them (the op's and `symnoise_forward`'s one rule)."""
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    return half
+
+
 def triton_available() -> bool:
     return symnoise_triton is not None
 
@@ -222,8 +229,7 @@ def symnoise(
     _check_x(x)
     scale_rows, scale_value = _scale_arg(scale, x)
     seed, seed_to_check = _seed_arg(seed)
-    if half not in HALVES:
-        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    check_half(half)
     backend = _backend_arg(backend, x)
     out = _symnoise_op(x, scale_rows, scale_value, seed, half, backend, bool(check_scale), seed_to_check)
     return out.view(2, *x.shape) if half == "both" else out

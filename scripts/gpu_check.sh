@@ -6,7 +6,7 @@
 #   install     60   this project without dependencies, and the wheels in --wheels DIR (scripts/wheelhouse.sh DIR makes
 #                    them), into --site DIR (default: a new temporary folder) first on PYTHONPATH: the machine's own
 #                    torch, Triton, transformers and accelerate stay in use; then each package's version is printed
-#   tests       180  pytest -m gpu tests/test_gpu.py: the compiled kernel and GPU training
+#   tests       180  pytest -m gpu tests/gpu/test_gpu.py: the compiled kernel and GPU training
 #   kernel      120  benchmarks/kernel.py        train_step  120  benchmarks/train_step.py --models 100m
 #   qlora       150  benchmarks/qlora_memory.py  summary      20  benchmarks/gpu_summary.py: each figure against its target
 # --budget (default 540) bounds the whole run: a phase gets at most what is left of it less the summary's share, so
@@ -134,7 +134,7 @@ run() {  # run PHASE COMMAND...: under the phase's limit (and what is left of th
 
 # -P: not the source folder on sys.path but the installed package (its kernels/ is mapped into it)
 if run_phase install; then run install bash -c install; fi
-if run_phase tests; then run tests "$PY" -P -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py; fi
+if run_phase tests; then run tests "$PY" -P -m pytest -m gpu -q -p no:cacheprovider tests/gpu/test_gpu.py; fi
 if run_phase kernel; then run kernel "$PY" benchmarks/kernel.py $quick; fi
 if run_phase train_step; then run train_step "$PY" benchmarks/train_step.py --models 100m; fi
 if run_phase qlora; then run qlora "$PY" benchmarks/qlora_memory.py; fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SymNoisePlugin against a real Axolotl: builds .venv-axolotl (Python 3.12, axolotl==0.21.0 with its own pins, then
-# this project with --no-deps so that none of Axolotl's pins move) and runs tests/test_axolotl.py, which drives
+# this project with --no-deps so that none of Axolotl's pins move) and runs tests/integrations/test_axolotl.py, which drives
 # `axolotl train` offline on a tiny local model. CI runs it after the other suites. Extra arguments go to pytest.
 # Python 3.12: $AXOLOTL_PYTHON, else python3.12 on PATH, else the newest 3.12 of pyenv.
 set -euo pipefail
@@ -37,4 +37,4 @@ fi
 .venv-axolotl/bin/python -m pip install -q "axolotl==$AXOLOTL_VERSION" pytest
 .venv-axolotl/bin/python -m pip install -q --no-deps -e .
 .venv-axolotl/bin/python -m pip check
-.venv-axolotl/bin/python -m pytest -p no:cacheprovider tests/test_axolotl.py "$@"
+.venv-axolotl/bin/python -m pytest -p no:cacheprovider tests/integrations/test_axolotl.py "$@"

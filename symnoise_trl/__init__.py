@@ -1,9 +1,9 @@
 """symnoise-trl: SymNoise (symmetric Rademacher noisy embeddings, arXiv 2312.01523) for TRL fine-tuning.
 
-The public API is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The layers, each
-importing only from those before it (docs/architecture.md): `kernels` (the op), the core modules here,
-`integrations` (other frameworks' plugins: Axolotl), `quickstart` (offline model and data), `cli`, `research`
-(evaluation, ablation).
+The public API is imported lazily, so `symnoise_trl.kernels` does not pull in transformers and TRL. The layers, one
+folder each, each importing only from those before it (docs/architecture.md): `kernels` (the op), `noise` (the noise
+on a batch), `hf` (what SymNoise reads of models and runs), `trainers`, `integrations` (other frameworks' plugins:
+Axolotl), `quickstart` (offline model and data), `cli`, `research` (evaluation, ablation).
 """
 
 import importlib
@@ -11,20 +11,20 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SymNoiseSFTConfig": "sft_config",
-    "SymNoiseSFTTrainer": "sft_trainer",
-    "SymNoiseArguments": "training_args",
-    "SymNoiseTrainingArguments": "training_args",
-    "SymNoiseMixin": "mixin",
-    "add_symnoise": "mixin",
-    "SymNoiseTrainer": "trainer",
-    "activate_symnoise": "hooks",
-    "active_symnoise_hook": "hooks",
-    "deactivate_symnoise": "hooks",
-    "symnoise_forward": "hooks",
-    "SymNoiseHook": "hooks",
-    "SymNoiseSettings": "noise_settings",
-    "MicroBatchSeeds": "seeds",
+    "SymNoiseSFTConfig": "trainers.sft_config",
+    "SymNoiseSFTTrainer": "trainers.sft_trainer",
+    "SymNoiseArguments": "trainers.arguments",
+    "SymNoiseTrainingArguments": "trainers.arguments",
+    "SymNoiseMixin": "trainers.mixin",
+    "add_symnoise": "trainers.mixin",
+    "SymNoiseTrainer": "trainers.trainer",
+    "activate_symnoise": "hf.activation",
+    "active_symnoise_hook": "hf.activation",
+    "deactivate_symnoise": "hf.activation",
+    "symnoise_forward": "hf.activation",
+    "SymNoiseHook": "noise.hook",
+    "SymNoiseSettings": "noise.settings",
+    "MicroBatchSeeds": "noise.seeds",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,5 +1,5 @@
 """CLI: `python -m symnoise_trl` runs `symnoise-sft`."""
 
-from .cli import main
+from .cli.command import main
 
 main()

@@ -19,7 +19,7 @@ def pytest_configure(config):
 
 # A test that CI skips is a claim nobody checks: with SYMNOISE_ONLY_GPU_SKIPS=1 (the lock and newest lanes, whose dev
 # extra installs everything a CPU-runnable test needs) a skip is a failure, except for the GPU tests (no GPU here)
-# and tests/test_axolotl.py (its own lane, scripts/test_axolotl.sh).
+# and tests/integrations/test_axolotl.py (its own lane, scripts/test_axolotl.sh).
 ALLOWED_SKIP_MODULES = ("test_axolotl.py",)
 
 

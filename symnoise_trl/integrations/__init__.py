@@ -1,4 +1,4 @@
 """Integrations: SymNoise for frameworks that build their own trainer from a config file (Axolotl).
 
-Each module here imports its framework; the core package never imports them.
+Each module here imports its framework; no other layer imports them.
 """

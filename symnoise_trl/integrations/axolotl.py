@@ -25,8 +25,8 @@ from dataclasses import fields
 from axolotl.integrations.base import BasePlugin
 from pydantic import BaseModel, Field, create_model, model_validator
 
-from ..mixin import add_symnoise
-from ..training_args import SYMNOISE_FIELDS, SymNoiseArguments, check_symnoise_fields
+from ..trainers.arguments import SYMNOISE_FIELDS, SymNoiseArguments, symnoise_settings
+from ..trainers.mixin import add_symnoise
 
 _DATACLASS_FIELDS = {f.name: f for f in fields(SymNoiseArguments)}
 
@@ -35,7 +35,7 @@ class _SymNoiseChecks(BaseModel):
     @model_validator(mode="after")
     def check_symnoise(self):
         values = {name: getattr(self, name) for name in SYMNOISE_FIELDS}
-        check_symnoise_fields(values, getattr(self, "neftune_noise_alpha", None))  # names the key
+        symnoise_settings(values, getattr(self, "neftune_noise_alpha", None))  # names the key
         if values["symnoise_alpha"] is not None:
             trainer = next((k for k in ("rl", "reward_model", "process_reward_model") if getattr(self, k, None)), None)
             if trainer is not None:

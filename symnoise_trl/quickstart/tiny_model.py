@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from ..cache import built_once, cache_dir
+from .cache import built_once, cache_dir
 from .tasks import DATA_DIR
 
 VERSION = "tiny-llama-v1"  # bump when the recipe below changes: the cache is keyed by it

@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ..report import pyplot, table
+from .report import pyplot, table
 
 SETTINGS = {
     "none": [],
@@ -43,7 +43,7 @@ METRICS = ["heldout_loss", "exact_match", "mean_chars", "mean_whitespace_tokens"
 def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_prompts, eval_limit: int | None,
                 max_new_tokens: int) -> dict:  # fmt: skip
     """Train one setting with one seed into output_dir/<name>/seed<seed>, evaluate it; returns its metrics."""
-    from ..cli import run
+    from ..cli.command import run
     from .evaluate import evaluate
 
     model_dir = output_dir / name / f"seed{seed}"

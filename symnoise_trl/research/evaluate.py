@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..hf_internals import import_bitsandbytes_quietly
+from ..hf.internals import import_bitsandbytes_quietly
 from ..quickstart.tasks import DATA_DIR, is_correct
 
 

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import built_once, cache_dir
+from ..quickstart.cache import built_once, cache_dir
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A test-only Axolotl plugin that records a run for tests/test_axolotl.py (listed after SymNoisePlugin in the YAML).
+"""A test-only Axolotl plugin that records a run for tests/integrations/test_axolotl.py (after SymNoisePlugin).
 
 It writes `probe.pt` to the run's output folder with:
 - `batches`: every training micro-batch as the trainer received it (before SymNoise doubles it);
@@ -86,9 +86,9 @@ class ProbePlugin(BasePlugin):
     def halves_by_hand(trainer, batch, alpha):
         """Both halves' losses, by the model on the original batch with +-s*eps added by a hook of this probe. The
         next seed is the one the trainer will draw (a pure function of the base seed, the step and the rank)."""
-        from symnoise_trl.seeds import micro_batch_seed
+        from symnoise_trl.noise.seeds import micro_batch_seed
 
-        seed = micro_batch_seed(trainer.args.symnoise_base_seed, trainer.state.global_step, 0, 0)
+        seed = micro_batch_seed(trainer.symnoise_seeds.base_seed, trainer.state.global_step, 0, 0)
         model = trainer.model
         embeddings = model.get_input_embeddings()
         assert active_symnoise_hook(model).plan is None  # SymNoise's hook is attached and inert outside its step
