@@ -1,4 +1,4 @@
-"""Peak memory of SymNoise QLoRA on a 7B-shaped Llama: the README's single-GPU claim, measured.
+"""Peak memory of SymNoise QLoRA on a 7B-shaped Llama: the 24 GB single-GPU recipe's claim, measured.
 
 A Llama-2-7B-shaped model (random weights, built from a config: nothing is downloaded) is saved once in bf16 and
 loaded in 4-bit NF4 through transformers' bitsandbytes path, then trained by SymNoiseSFTTrainer with LoRA r=16 on all

@@ -10,7 +10,8 @@
 #   kernel      120  benchmarks/kernel.py        train_step  120  benchmarks/train_step.py --models 100m
 #   qlora       150  benchmarks/qlora_memory.py  summary      20  benchmarks/gpu_summary.py: each figure against its target
 # --budget (default 540) bounds the whole run: a phase gets at most what is left of it less the summary's share, so
-# the summary is always written, also after a phase failed or ran out of time. --out DIR (default
+# the summary is always written, also after a phase failed or ran out of time (a phase that ignores the stop signal is
+# killed 10 s later). --out DIR (default
 # benchmarks/results/gpu_<device>) then holds at most 8 files, directly in it: summary.md, phases.csv (each phase's
 # status, seconds and limit), gpu_check.log (everything the phases printed), the benchmarks' CSVs and the kernel plot.
 # Exits 1 when a phase failed or timed out (the performance targets are reported, not asserted), 2 on a usage error.
@@ -18,6 +19,7 @@
 # earlier run installed into.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS  # the budget counts from here: the CUDA check and the device's name come out of it too
 PHASES="install,tests,kernel,train_step,qlora,summary"
 declare -A LIMIT=([install]=60 [tests]=180 [kernel]=120 [train_step]=120 [qlora]=150 [summary]=20)
 usage() {
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
         --limit)
             [ $# -ge 2 ] || fail "--limit needs PHASE=SECONDS, a phase from $PHASES"
             phase=${2%%=*} seconds=${2#*=}
-            [[ "$2" == *=* && -n "${LIMIT[$phase]+set}" ]] || fail "--limit $2: PHASE=SECONDS with a phase from $PHASES"
+            [[ "$2" == *=* && -n "$phase" && -n "${LIMIT[$phase]+set}" ]] || fail "--limit $2: PHASE=SECONDS with a phase from $PHASES"
             is_seconds "$seconds" || fail "--limit $2: the seconds must be a whole number > 0"
             LIMIT[$phase]=$seconds; shift 2 ;;
         --quick) quick=--quick; shift ;;
@@ -80,11 +82,11 @@ if [ -z "$out" ]; then
     out=benchmarks/results/gpu_$device
 fi
 mkdir -p "$out"
-rm -f "$out"/summary.md "$out"/phases.csv "$out"/gpu_check.log
+# A run's files only: what an earlier run left here would pass for this one's figures.
+rm -f "$out"/summary.md "$out"/phases.csv "$out"/gpu_check.log "$out"/{kernel,train_step,qlora_memory}_*.{csv,png}
 export SYMNOISE_RESULTS="$out"
 log=$out/gpu_check.log
 echo "phase,status,seconds,limit_s,exit_code" >"$out/phases.csv"
-start=$SECONDS
 failed=()
 
 install() {  # the install phase (run by `timeout` in a child bash: exported with what it reads)

@@ -11,7 +11,7 @@ file=${2:-constraints/lock.txt}
 [ -x "$venv/bin/python" ] || { echo "lock.sh: $venv is not a virtual environment (make one: bash scripts/setup.sh dev)" >&2; exit 2; }
 lock() {
     echo "# The lock: the exact versions CI last passed with (scripts/setup.sh installs with it by default; torch is"
-    echo "# TORCH_SPEC's). Written by scripts/lock.sh from $venv on $(date -u +%Y-%m-%d): see the README to move it."
+    echo "# TORCH_SPEC's). Written by scripts/lock.sh from $venv on $(date -u +%Y-%m-%d): docs/compatibility.md says how it moves."
     "$venv/bin/python" -m pip list --format=freeze --exclude-editable |
         grep -v -i -E '^(torch|symnoise-trl|symnoise_trl|nvidia-[a-z0-9_-]+|pip|setuptools|wheel)==' | LC_ALL=C sort -f
 }

@@ -18,6 +18,7 @@ python3 -m venv "$venv"
 # The constraints: torch as TORCH_SPEC installed it, and the Triton a CUDA build of torch brings (a CPU build brings
 # none), then, for the lock, every other line of constraints/lock.txt.
 constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
 "$venv/bin/python" - "$constraints" "$deps" <<'PY'
 import importlib.metadata as metadata
 import re
@@ -42,4 +43,3 @@ PY
 upgrade=()
 [ "$deps" = newest ] && upgrade=(--upgrade --upgrade-strategy eager)
 "$venv/bin/python" -m pip install -q ${upgrade[@]+"${upgrade[@]}"} -c "$constraints" -e ".${1:+[$1]}"
-rm -f "$constraints"

@@ -27,7 +27,7 @@ Without --model_name_or_path it trains the built-in tiny model, without a data s
 'prompt' and 'completion', 'messages', or 'text'. --resume_from_checkpoint takes a checkpoint folder, or true/last
 for the latest checkpoint in --output_dir. The SymNoise options come first; the others are TRL's and transformers'."""
 REAL_MODEL_HINT = """\
-To run the same on a real model (one GPU; see README "Command line and real models" for full fine-tuning and QLoRA):
+To run the same on a real model (one GPU; docs/command-line.md has full fine-tuning and QLoRA):
   symnoise-sft --model_name_or_path Qwen/Qwen2.5-0.5B --dataset_name trl-lib/Capybara \\
       --symnoise_alpha 5 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \\
       --use_peft --lora_r 16 --output_dir Qwen2.5-0.5B-SymNoise"""

@@ -22,13 +22,14 @@ def check_symnoise_support(model, settings: SymNoiseSettings, accelerator=None, 
     `accelerator` (the run's device and parallelism) and `trainer` (its NEFTune attribute and engine) where there are
     any: a custom loop has neither."""
     embeddings = input_embeddings(model, accelerator)  # a model without token embeddings: one line, now
-    device = accelerator.device if accelerator is not None else embeddings.weight.device
-    if settings.backend == "triton" and not triton_runs_on(device):
-        raise ValueError(
-            "`symnoise_backend='triton'` needs a CUDA device and the triton package (or TRITON_INTERPRET=1 on a CPU): "
-            f"this run trains on {device}{'' if triton_available() else ' without triton'}. Use 'auto' (Triton on "
-            "CUDA, else torch) or 'torch': both give the same noise."
-        )
+    if settings.backend == "triton":  # where the run trains (a custom loop: where the embeddings are)
+        device = accelerator.device if accelerator is not None else embeddings.weight.device
+        if not triton_runs_on(device):
+            raise ValueError(
+                "`symnoise_backend='triton'` needs a CUDA device and the triton package (or TRITON_INTERPRET=1 on a "
+                f"CPU): this run trains on {device}{'' if triton_available() else ' without triton'}. Use 'auto' "
+                "(Triton on CUDA, else torch) or 'torch': both give the same noise."
+            )
     if accelerator is not None and model_parallelism_in_use(accelerator):
         raise ValueError(
             "SymNoise supports data parallelism (DDP, FSDP, DeepSpeed ZeRO) only: tensor, context and sequence "

@@ -144,11 +144,11 @@ def symnoise_settings(values: Mapping, neftune_noise_alpha: float | None = None)
         raise ValueError(f"unknown SymNoise fields {unknown}; the fields are {list(SYMNOISE_FIELDS)}")
     given = {**_DEFAULTS, **values}
     alpha = given["symnoise_alpha"]
+    fields_ = {name.removeprefix("symnoise_"): given[name] for name in SYMNOISE_FIELDS if name != "symnoise_alpha"}
+    if alpha is None:  # each value is still checked, but two-pass combines with nothing while SymNoise is off
+        fields_["two_pass"] = False
     try:
-        settings = SymNoiseSettings(
-            alpha=0.0 if alpha is None else alpha,
-            **{name.removeprefix("symnoise_"): given[name] for name in SYMNOISE_FIELDS if name != "symnoise_alpha"},
-        )
+        settings = SymNoiseSettings(alpha=0.0 if alpha is None else alpha, **fields_)
     except SettingError as error:  # name the field
         raise ValueError(f"`symnoise_{error.setting}` {error.problem}") from None
     if alpha is None:

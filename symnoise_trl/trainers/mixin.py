@@ -59,8 +59,9 @@ class SymNoiseMixin:
 
     def _symnoise_run_settings(self):
         """The run's settings from the arguments as they are now (None: SymNoise off, or arguments without the
-        `symnoise_*` fields)."""
-        if not hasattr(self.args, "symnoise_fields"):
+        `symnoise_*` fields). Setting `symnoise_alpha` back to None turns SymNoise off, whatever the other fields say
+        (the arguments' own check, when they are built, is the strict one)."""
+        if getattr(self.args, "symnoise_alpha", None) is None or not hasattr(self.args, "symnoise_fields"):
             return None
         return symnoise_settings(self.args.symnoise_fields(), self.args.neftune_noise_alpha)
 
@@ -71,9 +72,9 @@ class SymNoiseMixin:
         settings = self._symnoise_run_settings()
         if settings is None:
             return super().train(*args, **kwargs)
-        self._symnoise_hook = attach_symnoise(self.model, settings, self.accelerator, trainer=self)
         self.symnoise_seeds = MicroBatchSeeds(settings.base_seed(self.args.seed), self.accelerator.process_index)
         self._clean_loss = CleanLossMeter(settings.clean_loss_steps) if settings.clean_loss_steps else None
+        self._symnoise_hook = attach_symnoise(self.model, settings, self.accelerator, trainer=self)
         try:
             return super().train(*args, **kwargs)
         finally:

@@ -25,7 +25,7 @@ from symnoise_trl.noise.plan import NoisePlan, noise_scale
 from helpers import tiny
 from helpers.kernel_cases import DTYPES, SEED, assert_bit_equal, matrix_inputs, row_scales
 
-pytest.importorskip("triton")  # the CPU-only floors environment has none
+pytest.importorskip("triton")  # a CPU-only torch brings none (the dev extra installs it)
 from symnoise_trl.kernels.symnoise_triton import symnoise_triton  # noqa: E402
 
 DEVICE = torch.device(os.environ.get("SYMNOISE_TEST_DEVICE", "cuda"))

@@ -46,6 +46,7 @@ def test_without_cuda_it_refuses_in_one_line():
         (["--budget"], "--budget needs a whole number of seconds > 0"),
         (["--limit", "bench=3"], "--limit bench=3: PHASE=SECONDS with a phase from install,tests"),
         (["--limit", "tests"], "--limit tests: PHASE=SECONDS"),
+        (["--limit", "=5"], "--limit =5: PHASE=SECONDS"),
         (["--limit", "tests=1.5"], "--limit tests=1.5: the seconds must be a whole number > 0"),
     ],
 )
@@ -96,6 +97,8 @@ def test_install_phase_puts_the_project_and_the_wheels_in_the_site_without_depen
     tools = tmp_path / "tools"
     tools.mkdir()
     subprocess.run(["cp", "-r", str(Path(setuptools.__file__).parent), str(tools)], check=True)
+    out.mkdir()
+    (out / "kernel_nvidia_h200.csv").write_text("an earlier run's figures\n")  # not this run's: removed
     done = gpu_check("--only", "install", "--wheels", str(wheels), "--site", str(site), "--out", str(out),
                      PYTHONPATH=str(tools))  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -29,13 +29,18 @@ def test_a_skip_outside_the_gpu_tests_fails_where_only_gpu_skips_are_allowed(tmp
         folder.mkdir()
         for name in names:
             (folder / name).write_text(CASES[name])
+    (items / "gpu").mkdir()  # a folder named gpu does not make its tests GPU tests: the marker does
+    (items / "gpu" / "test_check_script.py").write_text(
+        "import pytest\n\ndef test_it():\n    pytest.skip('no tool')\n"
+    )
     done = run_pytest(items, only_gpu_skips=True)
     assert done.returncode == 1, done.stdout
-    assert done.stdout.strip().splitlines()[-1].startswith("1 failed, 2 skipped"), done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("2 failed, 2 skipped"), done.stdout
     assert "FAILED test_some.py::test_on_the_cpu" in done.stdout and "a package is missing" in done.stdout
+    assert "FAILED gpu/test_check_script.py::test_it" in done.stdout
     done = run_pytest(module, only_gpu_skips=True)  # a module skipped whole: a collection error, and the run stops
     assert done.returncode == 2 and "ERROR collecting test_module.py" in done.stdout, done.stdout
     assert "no_such_package_anywhere" in done.stdout
-    for folder, skipped, code in ((items, 3, 0), (module, 1, 5)):  # 5: pytest collected no test
+    for folder, skipped, code in ((items, 4, 0), (module, 1, 5)):  # 5: pytest collected no test
         relaxed = run_pytest(folder, only_gpu_skips=False)
         assert relaxed.returncode == code and f"{skipped} skipped" in relaxed.stdout.strip().splitlines()[-1]

