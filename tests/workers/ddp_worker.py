@@ -76,6 +76,9 @@ def main(out_dir):
     results["plain_trainer"] = train_plain(out_dir)
     rank = int(os.environ["RANK"])
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    if torch.distributed.is_initialized():  # torn down before exit, as deepspeed_worker.py says why
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,12 @@ def main(out_dir, mode):
     except ValueError as error:
         result = {"refused": str(error)}
     torch.save(result, os.path.join(out_dir, f"{mode}_rank{os.environ['RANK']}.pt"))
+    # NOTE: both ranks saved, then the gloo group is torn down before the interpreter exits: left to exit, its threads
+    # were once destroyed still running ("terminate called without an active exception", rank 1 aborted; CI,
+    # 2026-12-04).
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
