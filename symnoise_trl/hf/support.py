@@ -36,7 +36,7 @@ def check_symnoise_support(model, settings: SymNoiseSettings, accelerator=None, 
             "parallelism shard or share the batch, and its doubling is not defined for them."
         )
     for owner, where in ((trainer, " on the trainer"), (embeddings, " on the model's embeddings")):
-        neftune = neftune_alpha(owner) if owner is not None else None
+        neftune = neftune_alpha(owner)  # None for no trainer (a custom loop)
         if neftune is not None:
             raise neftune_conflict(settings.alpha, neftune, where)
     if settings.two_pass and trainer is not None and trainer.is_deepspeed_enabled:
