@@ -8,9 +8,10 @@ Two layouts, as TRL's and Axolotl's collators produce them:
 - packed (padding-free or packing with position ids, B = 1): per-token tensors (1, T); doubled on the token dim to
   (1, 2T) with `cu_seq_lens_*` and `seq_idx` extended, so a varlen attention kernel sees 2x the sequences and no
   sequence crosses the two copies.
-Vision inputs of vision-language batches (TRL's `DataCollatorForVisionLanguageModeling`) index images, or examples,
-in the order of the placeholder tokens in `input_ids`: they are given twice on dim 0 in either layout, so the model
-fills the placeholders of each copy with the features of the same images.
+Image, video and audio inputs of multimodal batches (TRL's `DataCollatorForVisionLanguageModeling`, or a processor's
+output) index images, frames, clips or examples in the order of the placeholder tokens in `input_ids`: they are given
+twice on dim 0 in either layout, so the model fills the placeholders of each copy with the same features. A key not
+named here is refused by name: doubling it on the wrong dim would train on a silently wrong batch.
 Pure torch: no transformers or TRL imports.
 """
 
@@ -22,13 +23,28 @@ PER_TOKEN_KEYS = frozenset(
      "token_type_ids", "mm_token_type_ids"}
 )  # fmt: skip
 PACKED_KEYS = frozenset({"cu_seq_lens_q", "cu_seq_lens_k", "seq_idx"})
-# Vision inputs, one entry per image or video (pixel_values of LLaVA and Gemma 3, image_grid_thw, image_sizes), per
-# flattened patch in image order (Qwen2-VL's pixel_values), or per example (Idefics3's and SmolVLM's pixel_values and
-# pixel_attention_mask): all are doubled on dim 0.
-VISION_KEYS = frozenset(
-    {"pixel_values", "pixel_attention_mask", "image_sizes", "image_grid_thw", "pixel_values_videos",
-     "video_grid_thw", "second_per_grid_ts"}
-)  # fmt: skip
+# Image, video and audio inputs (`MEDIA_KEYS`), as transformers' processors emit them for the families TRL trains.
+# Each holds one entry per image, video frame, video or audio clip, in the order of their placeholder tokens in
+# `input_ids`, or one per example: all are given twice on dim 0, so the second copy's placeholders get the same
+# features as the first's. By what dim 0 counts:
+MEDIA_KEYS = frozenset(
+    {
+        # per image: LLaVA, LLaVA-NeXT (n_images, n_crops, C, H, W), Gemma 3, Gemma 4 (patch rows); per example:
+        # Idefics3 and SmolVLM (B, max_images, C, H, W); per flattened patch in image order: the Qwen VL families
+        "pixel_values",
+        "pixel_attention_mask",  # Idefics3, SmolVLM: per example
+        "image_sizes",  # LLaVA-NeXT: per image
+        "image_grid_thw",  # Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5: per image
+        "image_position_ids",  # Gemma 4: (n_images, max_patches, 2)
+        "pixel_values_videos",  # Qwen: per flattened patch; Gemma 4: per frame
+        "video_grid_thw",  # Qwen: per video
+        "second_per_grid_ts",  # Qwen2.5-VL: per video (a tensor, or a list)
+        "video_position_ids",  # Gemma 4: per frame
+        "num_frames_per_video",  # Gemma 4: per video
+        "input_features",  # Gemma 3n, Gemma 4: per audio clip (n_clips, frames, mel)
+        "input_features_mask",  # Gemma 3n, Gemma 4: per audio clip
+    }
+)
 
 
 def batch_layout(inputs: dict) -> str:
@@ -92,7 +108,7 @@ def double_batch(inputs: dict, layout: str) -> dict:
     offset = n_tokens if layout == "packed" else inputs["input_ids"].numel()
     doubled = {}
     for key, value in inputs.items():
-        if key in VISION_KEYS and value is not None:  # a tensor, or a list (a processor's second_per_grid_ts)
+        if key in MEDIA_KEYS and value is not None:  # a tensor, or a list (a processor's second_per_grid_ts)
             doubled[key] = torch.cat([value, value]) if isinstance(value, torch.Tensor) else list(value) * 2
         elif not isinstance(value, torch.Tensor):
             doubled[key] = value  # use_cache, max_length_q/k, ...
@@ -105,6 +121,6 @@ def double_batch(inputs: dict, layout: str) -> dict:
         else:
             raise ValueError(
                 f"SymNoise does not know how to double the batch key {key!r} (layout {layout!r}); it doubles the "
-                f"keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS | VISION_KEYS)}"
+                f"keys {sorted(PER_TOKEN_KEYS | PACKED_KEYS | MEDIA_KEYS)}"
             )
     return doubled

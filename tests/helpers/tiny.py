@@ -127,18 +127,23 @@ class EmbeddingRecorder:
     """For every forward: the token ids, the raw embedding output, and what decoder layer 0 received (in a
     vision-language model, the embeddings after the image features replaced the placeholders).
 
-    Attach it before training: its embedding hook is registered before SymNoise's, so it sees the plain output.
+    `ids` are the model's `input_ids` (Gemma 4 embeds a copy with its placeholders set to padding). Attach it before
+    training: its embedding hook is registered before SymNoise's, so it sees the plain output.
     """
 
     def __init__(self, model):
         self.calls = []
+        self._model_ids = None
+        model.register_forward_pre_hook(self._model, with_kwargs=True)
         model.get_input_embeddings().register_forward_hook(self._embedding)
         first_decoder_layer(model).register_forward_pre_hook(self._decoder, with_kwargs=True)
 
+    def _model(self, module, args, kwargs):
+        self._model_ids = kwargs.get("input_ids", args[0] if args else None)
+
     def _embedding(self, module, args, output):
-        self.calls.append(
-            {"ids": args[0].detach().clone(), "raw": output.detach().clone(), "training": module.training}
-        )
+        ids = self._model_ids if self._model_ids is not None else args[0]
+        self.calls.append({"ids": ids.detach().clone(), "raw": output.detach().clone(), "training": module.training})
 
     def _decoder(self, module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
