@@ -71,8 +71,8 @@ from transformers import (
 
 from helpers import tiny
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe", "idefics3", "gemma3",
-            "gemma4")  # fmt: skip
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe", "idefics3",
+            "gemma3", "gemma4")  # fmt: skip
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe")
 VIDEO_FAMILIES = (*QWEN_FAMILIES, "gemma4")  # what still_video_collator converts
 AUDIO_FAMILIES = ("gemma4",)
@@ -176,7 +176,7 @@ def processor(family: str):
         return QWEN_PROCESSORS[family](
             image_processor=image_processor,
             tokenizer=_tokenizer(list(QWEN_TOKENS.values())),
-            chat_template=chat_template(QWEN_TOKENS["vision_start"] + QWEN_TOKENS["image"] + QWEN_TOKENS["vision_end"]),
+            chat_template=chat_template("".join(QWEN_TOKENS[k] for k in ("vision_start", "image", "vision_end"))),
         )
     if family == "idefics3":
         tokenizer = _tokenizer(["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"])
@@ -233,7 +233,8 @@ def _qwen_config(family: str, text: dict, ids) -> object:
         config_cls = Qwen3_5Config
         if family == "qwen3_5_moe":
             text = {k: v for k, v in text.items() if k != "intermediate_size"}
-            text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)
+            text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                        shared_expert_intermediate_size=32)  # fmt: skip
             config_cls = Qwen3_5MoeConfig
     text = dict(text, rope_parameters=rope) if "head_dim" in text else dict(text, rope_parameters=rope, head_dim=16)
     return config_cls(text_config=text, vision_config=vision, image_token_id=ids(QWEN_TOKENS["image"]),
@@ -287,11 +288,10 @@ def model(family: str, seed: int = 0):
         vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                       num_key_value_heads=2, head_dim=16, patch_size=4, pooling_kernel_size=3,
                       position_embedding_size=630, default_output_length=70)  # fmt: skip
+        tokens = {f"{name}_id": ids(GEMMA4_TOKENS[name]) for name in ("image_token", "boi_token", "eoi_token",
+                                                                       "audio_token", "boa_token")}  # fmt: skip
         config = Gemma4Config(text_config=text, vision_config=vision, audio_config=GEMMA4_AUDIO,
-                              image_token_id=ids(GEMMA4_TOKENS["image_token"]),
-                              boi_token_id=ids(GEMMA4_TOKENS["boi_token"]), eoi_token_id=ids(GEMMA4_TOKENS["eoi_token"]),
-                              audio_token_id=ids(GEMMA4_TOKENS["audio_token"]),
-                              boa_token_id=ids(GEMMA4_TOKENS["boa_token"]), video_token_id=ids("<|video|>"))  # fmt: skip
+                              video_token_id=ids("<|video|>"), **tokens)  # fmt: skip
         cls = Gemma4ForConditionalGeneration
     else:
         raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
