@@ -3,6 +3,7 @@
 
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,11 @@ def device_name() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"CPU: {model} ({torch.get_num_threads()} threads)"
+
+
+def device_slug(name: str) -> str:
+    """`name` (a `device_name()`) as part of a file name: lower case, runs of other characters as one `_`."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
 
 
 def write_csv(name: str, rows: list[dict]) -> Path:

@@ -16,7 +16,6 @@ Writes benchmarks/results/kernel_<device>.csv and a plot, and prints a table las
 
 import argparse
 import math
-import re
 import statistics
 import time
 
@@ -25,7 +24,7 @@ import torch
 from symnoise_trl.kernels import symnoise, triton_available
 from symnoise_trl.research.report import pyplot, table
 
-from common import RESULTS, device_name, write_csv
+from common import RESULTS, device_name, device_slug, write_csv
 
 if triton_available():
     import triton
@@ -179,7 +178,7 @@ def main(argv=None):
     compiled = torch.compile(eager_algorithm2, dynamic=True)
 
     name = device_name()
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] + ("_quick" if args.quick else "")
+    slug = device_slug(name) + ("_quick" if args.quick else "")
     rows = []
     for dtype in dtypes:
         for hidden in hiddens:

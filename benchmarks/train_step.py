@@ -17,7 +17,6 @@ Writes benchmarks/results/train_step_<device>.csv and prints a table.
 
 import argparse
 import json
-import re
 import resource
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import torch
 
 from symnoise_trl.research.report import table
 
-from common import device_name, step_timer, write_csv
+from common import device_name, device_slug, step_timer, write_csv
 
 MODES = ("sft", "neftune", "symnoise", "symnoise_two_pass")
 WARMUP_STEPS = 2
@@ -147,8 +146,7 @@ def main(argv=None):
                 r["activations_vs_sft"] = r["activation_MB"] / sft["activation_MB"]
     for r in rows:
         r["device"] = name
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
-    path = write_csv(f"train_step_{slug}.csv", rows)
+    path = write_csv(f"train_step_{device_slug(name)}.csv", rows)
     print(f"\nDevice: {name}. CSV: {path.name}")
     print(table(rows, ["model", "params_M", "mode", "batch_size", "step_ms", "real_tokens_per_s", "peak_memory_MB",
                        "activation_MB", "time_vs_sft", "memory_vs_sft", "activations_vs_sft"]))  # fmt: skip

@@ -43,19 +43,28 @@ def test_double_packed_batch():
 
 
 def test_unknown_tensor_keys_fail_loudly():
-    with pytest.raises(ValueError, match="does not know how to double the batch key 'input_features'"):
-        double_batch({**padded_batch(), "input_features": torch.zeros(2, 80, 30)}, "padded")
+    # Molmo2's pooling indices point into the flattened patches: doubled on dim 0 without an offset they would be wrong.
+    with pytest.raises(ValueError, match="does not know how to double the batch key 'image_token_pooling'") as error:
+        double_batch({**padded_batch(), "image_token_pooling": torch.zeros(2, 8, 4, dtype=torch.int64)}, "padded")
+    assert "\n" not in str(error.value)
 
 
-def test_vision_inputs_are_given_twice_on_dim_0():
-    # Per image (LLaVA), per flattened patch with a grid per image (Qwen2-VL), per example (Idefics3): the copies'
-    # images follow each other in the order of the doubled rows' placeholder tokens.
+def test_media_inputs_are_given_twice_on_dim_0():
+    # Per image (LLaVA, Gemma 4's positions), per flattened patch with a grid per image or video (Qwen2-VL), per
+    # example (Idefics3), per frame and per video (Gemma 4), per audio clip: the copies' inputs follow each other in
+    # the order of the doubled rows' placeholder tokens.
     vision = {
         "pixel_values": torch.randn(3, 2, 3, 8, 8),
         "pixel_attention_mask": torch.ones(3, 2, 8, 8, dtype=torch.bool),
         "image_grid_thw": torch.tensor([[1, 2, 2], [1, 2, 4]]),
+        "image_position_ids": torch.randint(0, 4, (2, 9, 2)),
         "mm_token_type_ids": torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]]),
         "second_per_grid_ts": [1.0, 2.0],
+        "pixel_values_videos": torch.randn(3, 9, 48),
+        "video_position_ids": torch.randint(0, 4, (3, 9, 2)),
+        "num_frames_per_video": torch.tensor([2, 1]),
+        "input_features": torch.randn(2, 30, 128),
+        "input_features_mask": torch.ones(2, 30, dtype=torch.bool),
     }
     doubled = double_batch({**padded_batch(), **vision}, "padded")
     for key, value in vision.items():
