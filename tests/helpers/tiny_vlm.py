@@ -39,7 +39,6 @@ from transformers import (
     Gemma4Config,
     Gemma4ForConditionalGeneration,
     Gemma4ImageProcessorPil,
-    Gemma4Processor,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
@@ -133,9 +132,17 @@ class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor, _WithoutVideoProcessor):  # Qw
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
-class ImageAudioGemma4Processor(Gemma4Processor, _WithoutVideoProcessor):
-    def __init__(self, feature_extractor=None, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(feature_extractor, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+@functools.cache
+def image_audio_gemma4_processor_class():
+    """Gemma4Processor with images and audio. Imported here: at transformers 5.17 (the floors) Gemma4Processor's
+    module needs torchvision."""
+    from transformers import Gemma4Processor
+
+    class ImageAudioGemma4Processor(Gemma4Processor, _WithoutVideoProcessor):
+        def __init__(self, feature_extractor=None, image_processor=None, tokenizer=None, chat_template=None, **kw):
+            super().__init__(feature_extractor, image_processor, tokenizer, None, chat_template=chat_template, **kw)
+
+    return ImageAudioGemma4Processor
 
 
 QWEN_PROCESSORS = {"qwen2_vl": ImageOnlyQwen2VLProcessor, "qwen2_5_vl": ImageOnlyQwen2_5_VLProcessor,
@@ -199,7 +206,7 @@ def processor(family: str):
         # 70 soft tokens per image at most, the fewest Gemma 4's image processor allows: images are resized to fill
         # 630 patches of 4 x 4 pixels, pooled 3 x 3.
         image_processor = Gemma4ImageProcessorPil(patch_size=4, max_soft_tokens=70, pooling_kernel_size=3)
-        return ImageAudioGemma4Processor(
+        return image_audio_gemma4_processor_class()(
             feature_extractor=Gemma4AudioFeatureExtractor(),
             image_processor=image_processor,
             tokenizer=_tokenizer(list(GEMMA4_TOKENS.values()), GEMMA4_TOKENS),

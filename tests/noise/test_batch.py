@@ -43,7 +43,7 @@ def test_double_packed_batch():
 
 
 def test_unknown_tensor_keys_fail_loudly():
-    # Molmo2's pooling indices point into the flattened patches: doubled on dim 0 without an offset they would be wrong.
+    # Molmo2's pooling indices point into the flattened patches: doubled on dim 0 without an offset, they'd be wrong.
     with pytest.raises(ValueError, match="does not know how to double the batch key 'image_token_pooling'") as error:
         double_batch({**padded_batch(), "image_token_pooling": torch.zeros(2, 8, 4, dtype=torch.int64)}, "padded")
     assert "\n" not in str(error.value)

@@ -21,9 +21,10 @@ from symnoise_trl.kernels import rademacher
 
 from helpers import tiny, tiny_vlm
 
-# These families also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh); Idefics3's image
-# processor needs torchvision at transformers 5.17 (not installed: no CPU build for torch 2.13 on the index).
-FLOORS = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe", "gemma3", "gemma4")
+# These families also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh). At transformers
+# 5.17 Idefics3's image processor and Gemma4Processor's module need torchvision (not installed: no CPU build for
+# torch 2.13 on the index).
+FLOORS = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe", "gemma3")
 
 
 def case(family: str, *values, id: str | None = None):
