@@ -70,6 +70,7 @@ def media(family: str, kind: str):
 def run(trainer_cls, config_cls, tmp_path, family, kind="messages", model=None, peft_config=None, **overrides):
     dataset, collator, media_args = media(family, kind)
     args = tiny.train_args(config_cls, tmp_path / f"{trainer_cls.__name__}-{family}", **media_args, **overrides)
+    torch.manual_seed(0)  # TRL 1.14 (the floors) initialises LoRA weights before Trainer seeds the run
     trainer = trainer_cls(
         model=model or tiny_vlm.model(family),
         args=args,
