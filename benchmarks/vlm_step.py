@@ -9,9 +9,10 @@ training batch per model (forward and backward, median of `--repeats` after one 
   vision     the vision tower and projector alone (`get_image_features`, forward and backward) on the doubled batch's
              images: the part of a symnoise step that computing the image features once would halve
 Models: the ten tiny families of the tests (tests/helpers/tiny_vlm.py, about 0.15M parameters, 16-32 px images) on
-4 rows of their conversational image data, and a ~100M-shaped Qwen2-VL from a config (random weights): a 12-layer
-768-wide language model and a 12-layer 768-wide vision tower (ViT-B's shape), 224 x 224 images (256 patches of 14 px,
-64 placeholder tokens each), 4 rows. Writes benchmarks/results/vlm_step_<device>.csv and prints a table.
+4 rows of their conversational image data, and a ~100M-shaped Qwen2-VL from a config (random weights): an 8-layer
+768-wide language model (57M parameters) and a 6-layer 768-wide vision tower with its merger (55M), 224 x 224 images
+(256 patches of 14 px, 64 placeholder tokens each), 4 rows.
+Writes benchmarks/results/vlm_step_<device>.csv and prints a table.
 
     python benchmarks/vlm_step.py [--repeats 5] [--models tiny,100m]
 """
@@ -50,7 +51,8 @@ def tiny_case(family: str):
 
 
 def qwen2_vl_100m():
-    """A ~100M-shaped Qwen2-VL: the tests' tokenizer, a 768-wide 12-layer language model, ViT-B-shaped vision."""
+    """A ~100M-shaped Qwen2-VL: the tests' tokenizer, an 8-layer 768-wide language model, a 6-layer 768-wide vision
+    tower."""
     from PIL import Image
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
@@ -65,11 +67,11 @@ def qwen2_vl_100m():
     template = tiny_vlm.processor("qwen2_vl").chat_template
     processor = tiny_vlm.ImageOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                                    chat_template=template)  # fmt: skip
-    text = dict(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+    text = dict(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=2048, num_hidden_layers=8,
                 num_attention_heads=12, num_key_value_heads=12, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id, bos_token_id=None)  # fmt: skip
     text["rope_parameters"] = {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 10000.0}
-    vision = dict(depth=12, embed_dim=768, hidden_size=768, num_heads=12, mlp_ratio=4, patch_size=14,
+    vision = dict(depth=6, embed_dim=768, hidden_size=768, num_heads=12, mlp_ratio=4, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, in_chans=3)  # fmt: skip
     config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
                            video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
@@ -91,6 +93,16 @@ def tensors(output) -> list[torch.Tensor]:
         pooled = output.get("pooler_output")
         output = [pooled] if pooled is not None else list(output.values())
     return [t for item in output if item is not None for t in tensors(item)]
+
+
+def n_images(batch: dict) -> int:
+    """The images of a batch: one per grid, size or position row where the processor gives them (Qwen's
+    pixel_values are patches), else one per pixel_values entry (Idefics3's are per example: its rows, one image
+    each here)."""
+    for key in ("image_grid_thw", "image_sizes", "image_position_ids", "pixel_values"):
+        if key in batch:
+            return len(batch[key])
+    return 0
 
 
 def timed(fn, repeats: int) -> float:
@@ -140,7 +152,7 @@ def measure(name: str, model, batch: dict, repeats: int) -> dict:
         "vision_parameters_M": round(vision_parameters / 1e6, 2),
         "rows": batch["input_ids"].shape[0],
         "tokens": batch["input_ids"].shape[1],
-        "images": len(images["pixel_values"]) // 2 if "pixel_values" in images else 0,
+        "images": n_images(batch),
         "sft_ms": round(times["sft"], 1),
         "symnoise_ms": round(times["symnoise"], 1),
         "two_pass_ms": round(times["two_pass"], 1),
@@ -176,7 +188,7 @@ def main():
     device = device_name()
     path = write_csv(f"vlm_step_{device_slug(device)}.csv", rows)
     print(f"{device}, torch {torch.__version__}\n")
-    print(table(rows))
+    print(table(rows, list(rows[0])))
     print(f"\nwritten to {path}")
 
 
