@@ -18,6 +18,8 @@ _LAZY = {
     "SymNoiseMixin": "trainers.mixin",
     "add_symnoise": "trainers.mixin",
     "SymNoiseTrainer": "trainers.trainer",
+    "SaveOnSignalCallback": "trainers.preemption",
+    "SaveOnSignalArguments": "trainers.preemption",
     "activate_symnoise": "hf.activation",
     "active_symnoise_hook": "hf.activation",
     "deactivate_symnoise": "hf.activation",

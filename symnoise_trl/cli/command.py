@@ -91,27 +91,39 @@ def load_train_eval(script_args, training_args, dataset_args):
 
 
 def resume_argument(value: str | None, output_dir: str):
-    """--resume_from_checkpoint as Trainer.train takes it: None, or a checkpoint folder (true/last: the latest in
-    `output_dir`). Raises ValueError with the fix when there is nothing to resume from."""
-    from transformers.trainer import TRAINER_STATE_NAME
-    from transformers.trainer_utils import get_last_checkpoint
+    """--resume_from_checkpoint as Trainer.train takes it: None, or a complete checkpoint folder (true/last: the newest
+    complete `checkpoint-N` in `output_dir`, saying which newer ones it skipped and why). Raises ValueError with the
+    fix when there is nothing to resume from, or the folder named is not a complete checkpoint."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from ..hf.checkpoint_files import checkpoint_problem
+    from ..trainers.preemption import STAGING_PREFIX
 
     value = str(value)  # a YAML config gives true/false as booleans
     if value.lower() in ("false", "none", ""):
         return None
-    if value.lower() in LATEST_CHECKPOINT:
-        folder = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if folder is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no checkpoint-N folder")
-    else:
-        folder = value
-    if not (Path(folder) / TRAINER_STATE_NAME).is_file():
-        what = "has no trainer_state.json: not a checkpoint folder" if Path(folder).is_dir() else "no such folder"
-        raise ValueError(
-            f"--resume_from_checkpoint {value}: {folder} {what} (give a checkpoint-N folder, or true/last for the "
-            "latest one in --output_dir)"
-        )
-    return folder
+    if value.lower() not in LATEST_CHECKPOINT:
+        problem = checkpoint_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"--resume_from_checkpoint {value}: not a complete checkpoint ({problem}); give a complete "
+                "checkpoint-N folder, or true/last for the newest complete one in --output_dir"
+            )
+        return value
+    # checkpoint-N folders, and the staging folders of saves that did not finish (.staging-checkpoint-N), newest first
+    steps = {}
+    for path in Path(output_dir).iterdir() if Path(output_dir).is_dir() else ():
+        number = path.name.removeprefix(STAGING_PREFIX).removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and number.isdigit():
+            steps[path] = (int(number), not path.name.startswith(STAGING_PREFIX))
+    for path in sorted(steps, key=steps.get, reverse=True):
+        problem = checkpoint_problem(path) if steps[path][1] else "a save that did not finish"
+        if problem is None:
+            return str(path)
+        print(f"Skipping {path}: {problem}")
+    raise ValueError(
+        f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no complete checkpoint-N folder"
+    )
 
 
 class CommandLine(NamedTuple):
@@ -226,7 +238,11 @@ def run(argv=None):
 
 
 def main(argv=None) -> None:
-    run(argv)
+    try:
+        run(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C (the first saves a checkpoint: SaveOnSignalCallback)
+        print("symnoise-sft: interrupted; nothing saved since the last checkpoint", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, IterableDataset, LargeList, List, Value, load_dataset
 
 # `datasets`' builder for each local file type.
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 SFT_FORMATS = (
     "'prompt' and 'completion' (prompt-completion), 'messages' (conversational), or 'text' (language modeling; "
     "--dataset_text_field names another column)"
@@ -57,13 +57,15 @@ def load_sft_dataset(name: str, config: str | None = None, streaming: bool = Fal
 
 
 def check_data_file(path: Path, shown: str) -> None:
-    """Raise a DataError naming `shown` and the 1-based line when a local data file is empty, is not UTF-8 text
-    (.json, .jsonl, .csv), or is not JSON: a .jsonl line, or a .json file (one document, or JSON Lines). Reads the
-    file line by line, and stops at the first error."""
+    """Raise a DataError naming `shown` (and the 1-based line where there is one) when a local data file is empty, is
+    not UTF-8 text (.json, .jsonl, .csv), is not JSON (a .jsonl line, or a .json file: one document, or JSON Lines),
+    is not CSV that the `csv` builder reads (an unclosed quote), or is not a readable Parquet or Arrow file (a
+    truncated or corrupt one). Stops at the first error."""
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    if suffix in (".parquet", ".arrow"):
         if path.stat().st_size == 0:
             raise DataError(f"{shown} is empty: there are no examples to train on")
+        _check_columnar(path, shown)
         return
     # How to read JSON: every line (JSON Lines), or the whole file (one document); a .json file is a document when it
     # starts with "[", and otherwise JSON Lines when its first line is a whole value.
@@ -96,6 +98,54 @@ def check_data_file(path: Path, shown: str) -> None:
         raise DataError(f"{shown} is empty: there are no examples to train on")
     if form == "document":
         _check_json_document(path, shown)
+    if suffix == ".csv":
+        _check_csv(path, shown)
+
+
+def _check_csv(path: Path, shown: str) -> None:
+    """The file as `datasets`' csv builder reads it (pandas' C parser, in chunks): its error, with the line."""
+    import re
+
+    import pandas
+
+    try:
+        for _ in pandas.read_csv(path, dtype=str, keep_default_na=False, chunksize=10_000):
+            pass
+    except (pandas.errors.ParserError, pandas.errors.EmptyDataError) as error:
+        message = str(error).removeprefix("Error tokenizing data. C error: ").strip()
+        row = re.search(r"EOF inside string starting at row (\d+)", message)
+        if row:  # pandas counts rows from 0, the header included: row r is line r + 1
+            raise DataError(
+                f'{shown}:{int(row.group(1)) + 1}: a quoted field is never closed (a missing " before the end of '
+                "the file)"
+            ) from None
+        line = re.search(r"in line (\d+)", message)
+        raise DataError(f"{shown}{':' + line.group(1) if line else ''}: not valid CSV ({message})") from None
+
+
+def _check_columnar(path: Path, shown: str) -> None:
+    """A Parquet file's footer and schema, or every record batch of an Arrow file (stream or file format)."""
+    import pyarrow
+    import pyarrow.parquet
+
+    kind = "Parquet" if path.suffix.lower() == ".parquet" else "Arrow"
+    try:
+        if kind == "Parquet":
+            pyarrow.parquet.read_schema(path)
+            return
+        with pyarrow.memory_map(str(path)) as source:
+            try:
+                reader = pyarrow.ipc.open_stream(source)  # what `datasets` writes
+            except pyarrow.ArrowInvalid:
+                source.seek(0)
+                reader = pyarrow.ipc.open_file(source)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            else:
+                batches = iter(reader)
+            for _ in batches:
+                pass
+    except (pyarrow.ArrowException, OSError) as error:
+        raise DataError(f"{shown}: not a readable {kind} file ({str(error).splitlines()[0]})") from None
 
 
 def _starts_with(path: Path, prefix: bytes) -> bool:

@@ -7,6 +7,8 @@ names the option and says what to do; the CLI prints it and exits 2. Nothing is 
 
 from pathlib import Path
 
+from ..hf.checkpoint_files import safetensors_problem
+
 # Options that count something and must be at least 1.
 POSITIVE_INTS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
 # Step options that must be > 0 where their strategy is "steps" (an int, or a fraction of the run).
@@ -52,8 +54,8 @@ def check_numbers(training_args) -> None:
 
 
 def check_model(name: str, offline: bool) -> None:
-    """A model folder must hold a saved model; a name that is not a folder must be a Hub model (in the local Hub
-    cache when `offline`)."""
+    """A model folder must hold a saved model, with whole safetensors weights (a truncated or corrupt file is named); a
+    name that is not a folder must be a Hub model (in the local Hub cache when `offline`)."""
     path = Path(name).expanduser()
     if path.is_file():
         raise ValueError(f"--model_name_or_path {name} is a file; give a model folder or a Hub model name")
@@ -63,6 +65,12 @@ def check_model(name: str, offline: bool) -> None:
                 f"--model_name_or_path {name}: the folder has no config.json; give a folder written by "
                 "save_pretrained, or a Hub model name"
             )
+        for weights in sorted(path.glob("*.safetensors")):
+            problem = safetensors_problem(weights)
+            if problem:
+                raise ValueError(
+                    f"--model_name_or_path {name}: {weights.name} {problem}; save or download the model again"
+                )
         return
     # A path, not a Hub name ("org/name"): explicit, deeper, or under a local folder that exists (models/typo).
     if (

@@ -153,3 +153,21 @@ def name_a_local_base_model(card: str, base_model: str) -> str:
     """TRL's card template links the base model to the Hub and renders a local folder as `[None](.../None)`: name the
     folder there instead."""
     return card.replace("[None](https://huggingface.co/None)", f"`{base_model}` (a local model folder)")
+
+
+def checkpoint_run_dir(trainer, trial=None) -> str:
+    """The folder `Trainer._save_checkpoint` writes `checkpoint-N` into: `Trainer._get_output_dir(trial)` (transformers
+    5.17-5.25: `output_dir`, or a trial's folder under hyperparameter search)."""
+    return trainer._get_output_dir(trial=trial)
+
+
+@contextlib.contextmanager
+def checkpoint_written_under(trainer, folder: str):
+    """Inside the block `Trainer._save_checkpoint` writes its `checkpoint-N` (model, optimizer, scheduler, RNG and
+    trainer state, on every rank) under `folder`: it asks `_get_output_dir` for the run's folder, set here on the
+    instance. It also rotates old checkpoints there (there are none) and looks there for the best model's folder."""
+    trainer._get_output_dir = lambda trial=None: folder
+    try:
+        yield
+    finally:
+        del trainer._get_output_dir

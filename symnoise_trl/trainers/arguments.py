@@ -15,6 +15,7 @@ from ..hf.internals import arguments_dict
 from ..hf.support import neftune_conflict
 from ..kernels.symnoise_op import BACKENDS
 from ..noise.settings import DISTRIBUTIONS, LENGTH_MODES, SettingError, SymNoiseSettings
+from .preemption import SaveOnSignalArguments
 
 
 @dataclass
@@ -166,9 +167,9 @@ def symnoise_settings(values: Mapping, neftune_noise_alpha: float | None = None)
 
 
 @dataclass
-class SymNoiseTrainingArguments(SymNoiseArguments, TrainingArguments):
+class SymNoiseTrainingArguments(SymNoiseArguments, SaveOnSignalArguments, TrainingArguments):
     """Arguments of [`SymNoiseTrainer`]: every field of transformers' [`~transformers.TrainingArguments`], plus the
-    `symnoise_*` fields of [`SymNoiseArguments`]."""
+    `symnoise_*` fields of [`SymNoiseArguments`] and `save_on_signal` ([`SaveOnSignalArguments`])."""
 
 
 def with_symnoise_fields(args, config_cls, trainer_name: str, default_output_dir: str, accept=None):

@@ -20,6 +20,7 @@ from ..noise.seeds import MicroBatchSeeds
 from .arguments import symnoise_settings
 from .clean_loss import CleanLossMeter
 from .model_card import PAPER, TAG, base_model_name, complete_card
+from .preemption import SaveOnSignalCallback, staged_checkpoint
 from .two_pass import weighted_half
 
 
@@ -34,6 +35,10 @@ class SymNoiseMixin:
 
     `symnoise_seeds` (a `MicroBatchSeeds`, made by `train()`) holds the seed of the latest training micro-batch;
     `symnoise_trl.active_symnoise_hook(trainer.model)` is the hook while `train()` runs.
+
+    Whatever `symnoise_alpha` is, each checkpoint is written under a staging folder and appears as `checkpoint-N`
+    only when whole, and with `save_on_signal` in the arguments (`SymNoiseSFTConfig`, `SymNoiseTrainingArguments`:
+    on by default) `train()` stops at SIGTERM or Ctrl-C with a checkpoint (`SaveOnSignalCallback`).
     """
 
     def __init__(self, *args, **kwargs):
@@ -66,6 +71,19 @@ class SymNoiseMixin:
         return symnoise_settings(self.args.symnoise_fields(), self.args.neftune_noise_alpha)
 
     def train(self, *args, **kwargs):
+        stop_on_signal = getattr(self.args, "save_on_signal", False) and not any(
+            isinstance(callback, SaveOnSignalCallback) for callback in self.callback_handler.callbacks
+        )
+        if not stop_on_signal:
+            return self._train_with_symnoise(*args, **kwargs)
+        callback = SaveOnSignalCallback()
+        self.add_callback(callback)
+        try:
+            return self._train_with_symnoise(*args, **kwargs)
+        finally:
+            self.remove_callback(callback)
+
+    def _train_with_symnoise(self, *args, **kwargs):
         # The arguments are mutable: the run's settings are built from them as it starts, once, and everything below
         # takes them; the support check runs again (the backend or two-pass may have been set since __init__, NEFTune
         # on the trainer).
@@ -113,6 +131,10 @@ class SymNoiseMixin:
                 with sync, weighted_half(self, num_items_in_batch), hook.armed(inputs, seed, half) as one_half:
                     loss = loss + super().training_step(model, one_half, doubled_items)
             return loss
+
+    def _save_checkpoint(self, model, trial):
+        with staged_checkpoint(self, trial):
+            super()._save_checkpoint(model, trial)
 
     def create_model_card(self, *args, **kwargs):
         """The trainer's card, tagged `symnoise`, naming the base model (a local folder too) and recording the SymNoise

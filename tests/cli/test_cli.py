@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from symnoise_trl.cli.command import run
+from symnoise_trl.hf.checkpoint_files import checkpoint_problem
 from symnoise_trl.quickstart import tasks
 from symnoise_trl.quickstart.tiny_model import VERSION, tiny_model_path
 
@@ -141,22 +143,56 @@ def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monk
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
 
 
+def complete_checkpoint(folder):
+    """The files of a Trainer checkpoint (their contents do not matter to `resume_argument`; the weights' header
+    does)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"weight": torch.zeros(4)}, str(folder / "model.safetensors"))
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (folder / name).write_text("{}")
+    return folder
+
+
 def test_resume_argument_takes_yaml_booleans(tmp_path):
     from symnoise_trl.cli.command import resume_argument
 
-    (tmp_path / "checkpoint-3").mkdir()
-    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    complete_checkpoint(tmp_path / "checkpoint-3")
     # `resume_from_checkpoint: true` in a YAML config: the latest checkpoint
     assert resume_argument(True, str(tmp_path)) == str(tmp_path / "checkpoint-3")
     assert resume_argument(False, str(tmp_path)) is None and resume_argument(None, str(tmp_path)) is None
     assert resume_argument(str(tmp_path / "checkpoint-3"), str(tmp_path)) == str(tmp_path / "checkpoint-3")
 
 
+def test_resume_true_takes_the_newest_complete_checkpoint_and_says_what_it_skipped(tmp_path, capsys):
+    from symnoise_trl.cli.command import resume_argument
+
+    complete_checkpoint(tmp_path / "checkpoint-4")
+    complete_checkpoint(tmp_path / "checkpoint-12")
+    partial = tmp_path / "checkpoint-16"  # a kill -9 or a full disk during a save: a config and half the weights
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    (partial / "model.safetensors").write_bytes((tmp_path / "checkpoint-12" / "model.safetensors").read_bytes()[:-8])
+    no_rng = complete_checkpoint(tmp_path / "checkpoint-14")
+    (no_rng / "rng_state.pth").unlink()
+    cut = complete_checkpoint(tmp_path / "checkpoint-13")
+    whole = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(whole[:-8])  # the last two of the four float32 zeros
+    for value in ("true", "last"):
+        assert resume_argument(value, str(tmp_path)) == str(tmp_path / "checkpoint-12")
+        assert capsys.readouterr().out.splitlines() == [
+            f"Skipping {partial}: no trainer_state.json",
+            f"Skipping {no_rng}: no rng_state.pth (the random state)",
+            f"Skipping {cut}: model.safetensors is truncated ({len(whole) - 8} bytes; its tensors need {len(whole)})",
+        ]
+
+
 @pytest.mark.parametrize(
     "value, message",
-    [("true", "has no checkpoint-N folder"), ("last", "has no checkpoint-N folder"),
-     ("no/such/checkpoint-3", "no/such/checkpoint-3 no such folder"),
-     (".", ". has no trainer_state.json: not a checkpoint folder")],
+    [("true", "has no complete checkpoint-N folder"), ("last", "has no complete checkpoint-N folder"),
+     ("no/such/checkpoint-3", "no/such/checkpoint-3: not a complete checkpoint (no such folder)"),
+     (".", ".: not a complete checkpoint (no trainer_state.json)")],
 )  # fmt: skip
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -203,3 +239,34 @@ def test_task_answers_are_right():
         checked += 1
         assert tasks.is_correct(row, f"  {answer}\n") and not tasks.is_correct(row, answer + "0")
     assert checked > 100
+
+
+def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resume_true_takes_it(tmp_path):
+    """As a preemptible machine or Slurm stops a run: SIGTERM to the `symnoise-sft` process while it trains."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "symnoise_trl", "--symnoise_alpha", "5", "--output_dir", str(out), "--bf16",
+               "false", "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "1000",
+               "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the session's model cache (model_cache)
+    process = subprocess.Popen([*command, "--max_steps", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)  # fmt: skip
+    for line in process.stdout:
+        if line.startswith("{'loss'"):  # training has started
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-3000:]
+    stopped = stdout.strip().splitlines()[-1]
+    step = int(stopped.split("after step ")[1].split(":")[0])
+    checkpoint = out / f"checkpoint-{step}"
+    assert stopped == (
+        f"Stopped by SIGTERM after step {step}: saved {checkpoint}. Resume with --resume_from_checkpoint "
+        f"{checkpoint} (symnoise-sft: or true), or trainer.train(resume_from_checkpoint={str(checkpoint)!r})"
+    )
+    assert checkpoint_problem(checkpoint) is None and not (out / "model.safetensors").exists()  # not saved as done
+
+    resumed = subprocess.run([*command, "--max_steps", str(step + 2), "--resume_from_checkpoint", "true"],
+                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {checkpoint} at step {step}" in resumed.stdout
+    assert (out / "model.safetensors").is_file()

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pyarrow
+import pyarrow.parquet
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from symnoise_trl.cli.command import main
 
@@ -19,6 +23,14 @@ ROWS = [{"prompt": f"What is {i} + 1?", "completion": f" {i + 1}"} for i in rang
 def jsonl(path, rows=ROWS):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+def model_folder(folder):
+    """A folder as save_pretrained leaves it (a config and safetensors weights; tiny, not a loadable model)."""
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    save_file({"weight": torch.zeros(64, 8)}, str(folder / "model.safetensors"))
+    return folder
 
 
 def mistakes(tmp_path):
@@ -39,6 +51,21 @@ def mistakes(tmp_path):
     (no_config / "model.safetensors").write_bytes(b"")
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('prompt,completion\nWhat is 1 + 1?, 2\n"a,b\n')
+    truncated, corrupt = model_folder(tmp_path / "truncated_model"), model_folder(tmp_path / "corrupt_model")
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) - 100])  # a download cut short
+    (corrupt / "model.safetensors").write_bytes(weights[:8] + b"\xff" * (len(weights) - 8))
+    bad_parquet = tmp_path / "bad.parquet"
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(ROWS), bad_parquet)
+    bad_parquet.write_bytes(bad_parquet.read_bytes()[:-20])
+    bad_arrow = tmp_path / "bad.arrow"
+    bad_arrow.write_bytes(b"ARROW1" + b"\x00" * 10)
+    partial = tmp_path / "partial" / "checkpoint-16"  # what a kill -9 during transformers' own save leaves
+    partial.mkdir(parents=True)
+    (partial / "config.json").write_text("{}")
+    (partial / "model.safetensors").write_bytes(weights[:100])
     good = str(jsonl(tmp_path / "good.jsonl"))
     return [
         ("malformed line", ["--dataset_name", str(bad_line)], f"{bad_line}:3: not valid JSON"),
@@ -60,13 +87,21 @@ def mistakes(tmp_path):
         ("max_length 0", ["--max_length", "0"], "--max_length must be a positive number of tokens"),
         ("logging_steps 0", ["--logging_steps", "0"], "requires non-zero --logging_steps"),  # transformers' own line
         ("negative learning rate", ["--learning_rate", "-0.1"], "--learning_rate must be >= 0"),
+        ("unclosed CSV quote", ["--dataset_name", str(unclosed)], f"{unclosed}:3: a quoted field is never closed"),
+        ("truncated weights", ["--model_name_or_path", str(truncated)], "model.safetensors is truncated"),
+        ("corrupt weights", ["--model_name_or_path", str(corrupt)], "model.safetensors is corrupt"),
+        ("corrupt Parquet", ["--dataset_name", str(bad_parquet)], f"{bad_parquet}: not a readable Parquet file"),
+        ("corrupt Arrow", ["--dataset_name", str(bad_arrow)], f"{bad_arrow}: not a readable Arrow file"),
+        ("incomplete checkpoint", ["--resume_from_checkpoint", str(partial)],
+         f"{partial}: not a complete checkpoint (no trainer_state.json)"),
     ], good  # fmt: skip
 
 
 CASES = ["malformed line", "latin-1 file", "missing data file", "empty data file", "folder without data",
          "missing model folder", "model folder without config", "uncached Hub model offline", "output_dir is a file",
          "batch size 0", "accumulation 0", "max_steps 0", "max_steps -5", "epochs 0", "max_length 0",
-         "logging_steps 0", "negative learning rate"]  # fmt: skip
+         "logging_steps 0", "negative learning rate", "unclosed CSV quote", "truncated weights", "corrupt weights",
+         "corrupt Parquet", "corrupt Arrow", "incomplete checkpoint"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)

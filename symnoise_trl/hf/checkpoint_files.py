@@ -1,0 +1,61 @@
+"""HF: what a Trainer checkpoint folder and a saved model's weights hold, checked from the files alone (nothing is
+loaded): `checkpoint_problem` says why a folder is not a complete checkpoint (the CLI's `resume true` skips such
+folders), `safetensors_problem` why a weights file is not whole (the CLI names it before loading a model folder).
+Standard library only, so the CLI's checks run before torch or transformers load."""
+
+import json
+import os
+import struct
+from pathlib import Path
+
+# What a Trainer checkpoint holds (transformers' file names), for `checkpoint_problem`.
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+           "adapter_model.safetensors", "adapter_model.bin")  # fmt: skip
+TRAINING_STATE = {"optimizer.pt": "the optimizer state", "scheduler.pt": "the learning-rate scheduler state"}
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why `folder` is not a complete Trainer checkpoint, or None when it is: it must hold the trainer state, the
+    model's or adapter's weights (readable safetensors headers that fit their files), the optimizer and scheduler
+    states (a DeepSpeed checkpoint's own folder instead), and the RNG state."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "no such folder"
+    if not (folder / "trainer_state.json").is_file():
+        return "no trainer_state.json"
+    weights = [folder / name for name in WEIGHTS if (folder / name).is_file()]
+    if not weights:
+        return f"no model or adapter weights ({', '.join(WEIGHTS[::2])}, ...)"
+    for path in weights:
+        problem = safetensors_problem(path) if path.suffix == ".safetensors" else None
+        if problem:
+            return f"{path.name} {problem}"
+    deepspeed = any(p.is_dir() and p.name.startswith("global_step") for p in folder.iterdir())
+    for name, what in TRAINING_STATE.items():
+        if not deepspeed and not (folder / name).is_file():
+            return f"no {name} ({what})"
+    if not any(folder.glob("rng_state*.pth")):
+        return "no rng_state.pth (the random state)"
+    return None
+
+
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why `path` is not a whole safetensors file (its header unreadable, or its tensors past the file's end), or
+    None. Reads the header only."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"is truncated ({size} bytes: no header)"
+        (length,) = struct.unpack("<Q", head)
+        if 8 + length > size:
+            return f"is truncated ({size} bytes; its header alone says {8 + length})"
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "is corrupt (its header is not JSON)"
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    needed = 8 + length + max(ends, default=0)
+    if needed > size:
+        return f"is truncated ({size} bytes; its tensors need {needed})"
+    return None
