@@ -94,10 +94,7 @@ def resume_argument(value: str | None, output_dir: str):
     """--resume_from_checkpoint as Trainer.train takes it: None, or a complete checkpoint folder (true/last: the newest
     complete `checkpoint-N` in `output_dir`, saying which newer ones it skipped and why). Raises ValueError with the
     fix when there is nothing to resume from, or the folder named is not a complete checkpoint."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    from ..hf.checkpoint_files import checkpoint_problem
-    from ..trainers.preemption import STAGING_PREFIX
+    from ..hf.checkpoint_files import checkpoint_problem, newest_complete_checkpoint
 
     value = str(value)  # a YAML config gives true/false as booleans
     if value.lower() in ("false", "none", ""):
@@ -110,17 +107,11 @@ def resume_argument(value: str | None, output_dir: str):
                 "checkpoint-N folder, or true/last for the newest complete one in --output_dir"
             )
         return value
-    # checkpoint-N folders, and the staging folders of saves that did not finish (.staging-checkpoint-N), newest first
-    steps = {}
-    for path in Path(output_dir).iterdir() if Path(output_dir).is_dir() else ():
-        number = path.name.removeprefix(STAGING_PREFIX).removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
-        if path.is_dir() and number.isdigit():
-            steps[path] = (int(number), not path.name.startswith(STAGING_PREFIX))
-    for path in sorted(steps, key=steps.get, reverse=True):
-        problem = checkpoint_problem(path) if steps[path][1] else "a save that did not finish"
-        if problem is None:
-            return str(path)
-        print(f"Skipping {path}: {problem}")
+    folder, skipped = newest_complete_checkpoint(output_dir)
+    for line in skipped:
+        print(line)
+    if folder is not None:
+        return folder
     raise ValueError(
         f"--resume_from_checkpoint {value}: --output_dir {output_dir} has no complete checkpoint-N folder"
     )

@@ -1,12 +1,35 @@
 """HF: what a Trainer checkpoint folder and a saved model's weights hold, checked from the files alone (nothing is
-loaded): `checkpoint_problem` says why a folder is not a complete checkpoint (the CLI's `resume true` skips such
-folders), `safetensors_problem` why a weights file is not whole (the CLI names it before loading a model folder).
+loaded): `checkpoint_problem` says why a folder is not a complete checkpoint, `newest_complete_checkpoint` is what
+`resume true` takes (the CLI's, and `train(resume_from_checkpoint=True)` of the SymNoise trainers), and
+`safetensors_problem` says why a weights file is not whole (the CLI names it before loading a model folder).
 Standard library only, so the CLI's checks run before torch or transformers load."""
 
 import json
 import os
 import struct
 from pathlib import Path
+
+STAGING_PREFIX = ".staging-"  # `.staging-checkpoint-N`: a checkpoint being written (symnoise_trl.trainers.preemption)
+CHECKPOINT_PREFIX = "checkpoint-"  # transformers' PREFIX_CHECKPOINT_DIR, and the folders resume looks for
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> tuple[str | None, list[str]]:
+    """The newest complete `checkpoint-N` in `output_dir` (None if there is none), and a line for each newer folder
+    skipped on the way: an incomplete `checkpoint-N` (`checkpoint_problem`), or the staging folder of a save that did
+    not finish."""
+    steps = {}
+    for path in Path(output_dir).iterdir() if Path(output_dir).is_dir() else ():
+        number = path.name.removeprefix(STAGING_PREFIX).removeprefix(CHECKPOINT_PREFIX)
+        if path.is_dir() and number.isdigit() and path.name != number:
+            steps[path] = (int(number), not path.name.startswith(STAGING_PREFIX))
+    skipped = []
+    for path in sorted(steps, key=steps.get, reverse=True):
+        problem = checkpoint_problem(path) if steps[path][1] else "a save that did not finish"
+        if problem is None:
+            return str(path), skipped
+        skipped.append(f"Skipping {path}: {problem}")
+    return None, skipped
+
 
 # What a Trainer checkpoint holds (transformers' file names), for `checkpoint_problem`.
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",

@@ -20,7 +20,7 @@ from ..noise.seeds import MicroBatchSeeds
 from .arguments import symnoise_settings
 from .clean_loss import CleanLossMeter
 from .model_card import PAPER, TAG, base_model_name, complete_card
-from .preemption import SaveOnSignalCallback, staged_checkpoint
+from .preemption import SaveOnSignalCallback, resume_folder, staged_checkpoint
 from .two_pass import weighted_half
 
 
@@ -70,7 +70,9 @@ class SymNoiseMixin:
             return None
         return symnoise_settings(self.args.symnoise_fields(), self.args.neftune_noise_alpha)
 
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        resume_from_checkpoint = resume_folder(self, resume_from_checkpoint)  # True: the newest complete checkpoint
+        args = (resume_from_checkpoint, *args)
         stop_on_signal = getattr(self.args, "save_on_signal", False) and not any(
             isinstance(callback, SaveOnSignalCallback) for callback in self.callback_handler.callbacks
         )

@@ -10,6 +10,8 @@ the last checkpoint are lost, and a kill during a save leaves a `checkpoint-N` f
   callback; `SymNoiseSFTTrainer` and `SymNoiseTrainer` add it for `train()` unless `save_on_signal=False`.
 - `staged_checkpoint`: the trainers write each checkpoint under a staging folder and rename it to `checkpoint-N`
   when every rank has written its part, so a checkpoint folder is complete or absent.
+- `resume_folder`: `train(resume_from_checkpoint=True)` of the trainers takes the newest complete checkpoint, and
+  says which newer folders it skipped (transformers' takes the newest `checkpoint-N`, whole or not).
 """
 
 import os
@@ -23,10 +25,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainerCallback
 
+from ..hf.checkpoint_files import STAGING_PREFIX, newest_complete_checkpoint
 from ..hf.internals import checkpoint_run_dir, checkpoint_written_under
 
 SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
-STAGING_PREFIX = ".staging-"  # `.staging-checkpoint-N`: not a `checkpoint-N` name, so nothing resumes from it
 
 
 @dataclass
@@ -112,6 +114,19 @@ def _agreed(received: int) -> int:
     return int(flag.item())
 
 
+def resume_folder(trainer, value):
+    """`resume_from_checkpoint` as `Trainer.train` should take it: True becomes the newest complete checkpoint in
+    `output_dir` (a ValueError when there is none); anything else is left to the Trainer."""
+    if value is not True:
+        return value
+    folder, skipped = newest_complete_checkpoint(trainer.args.output_dir)
+    for line in skipped if trainer.is_world_process_zero() else ():
+        print(line, flush=True)
+    if folder is None:
+        raise ValueError(f"resume_from_checkpoint=True: {trainer.args.output_dir} has no complete checkpoint-N folder")
+    return folder
+
+
 @contextmanager
 def staged_checkpoint(trainer, trial=None):
     """Around `Trainer._save_checkpoint`: every rank writes `checkpoint-N` under `<output_dir>/.staging-checkpoint-N`;
@@ -125,7 +140,8 @@ def staged_checkpoint(trainer, trial=None):
     with checkpoint_written_under(trainer, staging):
         yield
     trainer.accelerator.wait_for_everyone()
-    if trainer.args.should_save:
+    # A trainer that does not ask _get_output_dir (another framework's override) wrote the checkpoint in place.
+    if trainer.args.should_save and os.path.isdir(os.path.join(staging, name)):
         final = os.path.join(run_dir, name)
         if os.path.isdir(final):
             shutil.rmtree(final)
@@ -137,4 +153,6 @@ def staged_checkpoint(trainer, trial=None):
             state.save_to_json(os.path.join(final, "trainer_state.json"))
         rotate_checkpoints(output_dir=run_dir, save_total_limit=trainer.args.save_total_limit,
                            best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)  # fmt: skip
+    elif trainer.args.should_save:
+        shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()

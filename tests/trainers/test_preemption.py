@@ -85,6 +85,7 @@ def test_a_signal_between_checkpoints_saves_there_and_resuming_reproduces_the_ru
     full, again = uninterrupted[mode], result(resumed)
     assert again["step"] == full["step"] == 10
     assert again["losses"] == full["losses"]  # every logged loss, the 6 restored with the state and the 4 after
+    assert again["seeds"] == full["seeds"][12:]  # the noise of steps 7-10, two micro-batches each
     for name, value in full["params"].items():
         assert torch.equal(again["params"][name], value), name
 
@@ -112,16 +113,18 @@ def test_a_kill_in_the_middle_of_a_save_leaves_no_checkpoint_folder_and_resume_t
     assert code == -signal.SIGKILL
     assert (out / ".staging-checkpoint-8" / "checkpoint-8" / "model.safetensors").is_file()  # half written, aside
     assert not (out / "checkpoint-8").exists()
-    assert resume_argument("true", str(out)) == str(out / "checkpoint-4")
+    assert resume_argument("true", str(out)) == str(out / "checkpoint-4")  # the CLI's resume true
     assert capsys.readouterr().out == f"Skipping {out / '.staging-checkpoint-8'}: a save that did not finish\n"
 
-    resumed = tmp_path / "resumed"
-    code, _, stderr = finish(start(resumed, "--resume", str(out / "checkpoint-4")))
+    # The trainer's own train(resume_from_checkpoint=True), in the same folder: from checkpoint-4, to the end.
+    code, stdout, stderr = finish(start(out, "--resume", "true"))
     assert code == 0, stderr[-3000:]
-    full, again = uninterrupted["one_pass"], result(resumed)
-    assert again["losses"] == full["losses"]
+    assert f"Skipping {out / '.staging-checkpoint-8'}: a save that did not finish" in stdout
+    full, again = uninterrupted["one_pass"], result(out)
+    assert again["losses"] == full["losses"] and again["seeds"] == full["seeds"][8:]
     for name, value in full["params"].items():
         assert torch.equal(again["params"][name], value), name
+    assert checkpoint_problem(out / "checkpoint-8") is None and not list(out.glob(".staging-*"))
 
 
 @pytest.mark.floors

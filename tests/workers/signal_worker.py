@@ -1,10 +1,12 @@
 """A SymNoise training process for the preemption tests (tests/trainers/test_preemption.py), alone or as one rank of
 torchrun: trains the tiny model for 10 optimizer steps (2 micro-batches of 2 each, 8 steps an epoch, a checkpoint
-every 4), and writes its logged losses and final parameters to OUT/result.pt when training returns.
+every 4), and writes its logged losses, noise seeds and final parameters to OUT/result<rank>.pt when training
+returns.
 
-    python signal_worker.py OUT [--two-pass] [--resume CHECKPOINT] [--wait-at STEP [--rank R]] [--hold]
+    python signal_worker.py OUT [--two-pass] [--resume CHECKPOINT|true] [--wait-at STEP [--rank R]] [--hold]
                                 [--pause-save STEP]
 
+--resume true: the newest complete checkpoint in OUT (train(resume_from_checkpoint=True)).
 --wait-at STEP: at the start of optimizer step STEP + 1, print "READY <pid>" and wait (up to 120 s) for a signal,
   so the parent signals this process in the middle of a step (with --rank, only that rank waits).
 --hold: after the signal, stay in the step (up to 120 s) for a second one.
@@ -59,6 +61,7 @@ def main():
     )  # fmt: skip
     trainer = SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
                                  processing_class=tiny.tokenizer())  # fmt: skip
+    seeds = tiny.record_seeds(trainer)
     rank = trainer.accelerator.process_index
     if options.wait_at is not None and options.rank in (None, rank):
         trainer.add_callback(WaitForSignal(trainer, options.wait_at, options.hold))
@@ -72,10 +75,10 @@ def main():
             save_rng_state(output_dir)
 
         trainer._save_rng_state = paused
-    trainer.train(resume_from_checkpoint=options.resume)
+    trainer.train(resume_from_checkpoint=True if options.resume == "true" else options.resume)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     params = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    torch.save({"losses": losses, "params": params, "step": trainer.state.global_step},
+    torch.save({"losses": losses, "params": params, "step": trainer.state.global_step, "seeds": seeds},
                os.path.join(options.out, f"result{rank}.pt"))  # fmt: skip
 
 
