@@ -39,25 +39,31 @@ TRAINING_STATE = {"optimizer.pt": "the optimizer state", "scheduler.pt": "the le
 
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why `folder` is not a complete Trainer checkpoint, or None when it is: it must hold the trainer state, the
-    model's or adapter's weights (readable safetensors headers that fit their files), the optimizer and scheduler
-    states (a DeepSpeed checkpoint's own folder instead), and the RNG state."""
+    model's or adapter's weights (readable safetensors headers that fit their files; FSDP's own files instead), the
+    optimizer and scheduler states (`optimizer.pt`, `scheduler.pt`; DeepSpeed keeps both in its `global_step*`
+    folder, FSDP the optimizer in its own files), and the RNG state."""
     folder = Path(folder)
     if not folder.is_dir():
         return "no such folder"
     if not (folder / "trainer_state.json").is_file():
         return "no trainer_state.json"
-    weights = [folder / name for name in WEIGHTS if (folder / name).is_file()]
-    if not weights:
+    names = {p.name for p in folder.iterdir()}
+    weights = [folder / name for name in WEIGHTS if name in names]
+    fsdp = any(name.startswith("pytorch_model_fsdp") for name in names)
+    if not weights and not fsdp:
         return f"no model or adapter weights ({', '.join(WEIGHTS[::2])}, ...)"
     for path in weights:
         problem = safetensors_problem(path) if path.suffix == ".safetensors" else None
         if problem:
             return f"{path.name} {problem}"
-    deepspeed = any(p.is_dir() and p.name.startswith("global_step") for p in folder.iterdir())
+    # DeepSpeed keeps the optimizer (and its scheduler) in global_step*/; FSDP its optimizer in optimizer_0/ or .bin
+    deepspeed = any(name.startswith("global_step") for name in names)
+    fsdp_optimizer = any(name.startswith(("optimizer_0", "optimizer.bin")) for name in names)
     for name, what in TRAINING_STATE.items():
-        if not deepspeed and not (folder / name).is_file():
+        held_elsewhere = deepspeed or (fsdp_optimizer and name == "optimizer.pt")
+        if name not in names and not held_elsewhere:
             return f"no {name} ({what})"
-    if not any(folder.glob("rng_state*.pth")):
+    if not any(name.startswith("rng_state") and name.endswith(".pth") for name in names):
         return "no rng_state.pth (the random state)"
     return None
 

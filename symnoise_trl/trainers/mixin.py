@@ -82,7 +82,8 @@ class SymNoiseMixin:
         self.add_callback(callback)
         try:
             return self._train_with_symnoise(*args, **kwargs)
-        finally:
+        finally:  # also when train() raises before on_train_end
+            callback.restore_signal_handlers()
             self.remove_callback(callback)
 
     def _train_with_symnoise(self, *args, **kwargs):

@@ -48,7 +48,8 @@ class SaveOnSignalArguments:
 class SaveOnSignalCallback(TrainerCallback):
     """Stop training at SIGTERM or a first SIGINT with a checkpoint at the end of the step in progress, then exit
     128 + the signal's number. Add it to any `Trainer` (`callbacks=[SaveOnSignalCallback()]`). The handlers are
-    installed for the duration of `train()`, in the main thread only (Python runs signal handlers there)."""
+    installed for the duration of `train()`, in the main thread only (Python runs signal handlers there), and put
+    back when it ends (`restore_signal_handlers`)."""
 
     def __init__(self):
         self.received = 0  # the first signal's number, 0 before one
@@ -57,7 +58,7 @@ class SaveOnSignalCallback(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.received and signum == signal.SIGINT:  # the second Ctrl-C: stop now
-            self._restore()
+            self.restore_signal_handlers()
             raise KeyboardInterrupt
         if not self.received:
             self.received = signum
@@ -68,7 +69,9 @@ class SaveOnSignalCallback(TrainerCallback):
                 flush=True,
             )
 
-    def _restore(self):
+    def restore_signal_handlers(self):
+        """Put back the handlers `train()` replaced: `on_train_end` does, but a `train()` that raises never gets
+        there (the SymNoise trainers call this then; with another Trainer, call it after such an exception)."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -86,7 +89,7 @@ class SaveOnSignalCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
+        self.restore_signal_handlers()
         if not self.stopped:
             return
         checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")

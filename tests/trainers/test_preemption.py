@@ -186,6 +186,21 @@ def test_the_symnoise_trainers_stop_at_a_signal_unless_told_not_to(tmp_path, sav
     assert not any(isinstance(c, SaveOnSignalCallback) for c in trainer.callback_handler.callbacks)  # train()'s own
 
 
+@pytest.mark.floors
+def test_a_train_that_raises_puts_the_signal_handlers_back(tmp_path):
+    class Failing(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            raise RuntimeError("a run that fails")
+
+    args = tiny.train_args(SymNoiseSFTConfig, tmp_path, symnoise_alpha=5.0, max_steps=2)
+    trainer = SymNoiseSFTTrainer(model=tiny.model(), args=args, train_dataset=tiny.prompt_completion_dataset(),
+                                 processing_class=tiny.tokenizer(), callbacks=[Failing()])  # fmt: skip
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(RuntimeError, match="a run that fails"):
+        trainer.train()
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
 def test_symnoise_trainer_saves_on_signal_by_default(tmp_path):
     from symnoise_trl import SymNoiseTrainingArguments
 
