@@ -41,8 +41,8 @@ MEDIA_KEYS = frozenset(
         "second_per_grid_ts",  # Qwen2.5-VL: per video (a tensor, or a list)
         "video_position_ids",  # Gemma 4: per frame
         "num_frames_per_video",  # Gemma 4: per video
-        "input_features",  # Gemma 3n, Gemma 4: per audio clip (n_clips, frames, mel)
-        "input_features_mask",  # Gemma 3n, Gemma 4: per audio clip
+        "input_features",  # Gemma 4 (and Gemma 3n's processor): per audio clip (n_clips, frames, mel)
+        "input_features_mask",  # Gemma 4 (and Gemma 3n's processor): per audio clip
     }
 )
 
