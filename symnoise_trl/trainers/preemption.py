@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainerCallback
 
-from ..hf.checkpoint_files import STAGING_PREFIX, newest_complete_checkpoint
+from ..hf.checkpoint_files import CHECKPOINT_PREFIX, STAGING_PREFIX, newest_complete_checkpoint
 from ..hf.internals import checkpoint_run_dir, checkpoint_written_under
 
 SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
@@ -92,7 +92,7 @@ class SaveOnSignalCallback(TrainerCallback):
         self.restore_signal_handlers()
         if not self.stopped:
             return
-        checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        checkpoint = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{state.global_step}")
         if state.is_world_process_zero:
             print(
                 f"Stopped by {SIGNAL_NAMES.get(self.stopped, self.stopped)} after step {state.global_step}: saved "
@@ -135,10 +135,10 @@ def staged_checkpoint(trainer, trial=None):
     """Around `Trainer._save_checkpoint`: every rank writes `checkpoint-N` under `<output_dir>/.staging-checkpoint-N`;
     when all have, the main process renames it to `<output_dir>/checkpoint-N` (replacing an earlier one of that step)
     and rotates the old checkpoints as the Trainer would have."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+    from transformers.trainer_utils import rotate_checkpoints
 
     run_dir = checkpoint_run_dir(trainer, trial)
-    name = f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    name = f"{CHECKPOINT_PREFIX}{trainer.state.global_step}"
     staging = os.path.join(run_dir, STAGING_PREFIX + name)
     with checkpoint_written_under(trainer, staging):
         yield

@@ -18,6 +18,8 @@ from symnoise_trl.hf.checkpoint_files import checkpoint_problem
 from symnoise_trl.quickstart import tasks
 from symnoise_trl.quickstart.tiny_model import VERSION, tiny_model_path
 
+from helpers.checkpoints import checkpoint_folder
+
 # Also run at the lowest versions pyproject.toml allows (scripts/test_floors.sh).
 pytestmark = pytest.mark.floors
 
@@ -143,22 +145,10 @@ def test_resume_from_checkpoint_true_continues_an_interrupted_run(tmp_path, monk
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def complete_checkpoint(folder):
-    """The files of a Trainer checkpoint (their contents do not matter to `resume_argument`; the weights' header
-    does)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True)
-    save_file({"weight": torch.zeros(4)}, str(folder / "model.safetensors"))
-    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
-        (folder / name).write_text("{}")
-    return folder
-
-
 def test_resume_argument_takes_yaml_booleans(tmp_path):
     from symnoise_trl.cli.command import resume_argument
 
-    complete_checkpoint(tmp_path / "checkpoint-3")
+    checkpoint_folder(tmp_path / "checkpoint-3")
     # `resume_from_checkpoint: true` in a YAML config: the latest checkpoint
     assert resume_argument(True, str(tmp_path)) == str(tmp_path / "checkpoint-3")
     assert resume_argument(False, str(tmp_path)) is None and resume_argument(None, str(tmp_path)) is None
@@ -168,15 +158,15 @@ def test_resume_argument_takes_yaml_booleans(tmp_path):
 def test_resume_true_takes_the_newest_complete_checkpoint_and_says_what_it_skipped(tmp_path, capsys):
     from symnoise_trl.cli.command import resume_argument
 
-    complete_checkpoint(tmp_path / "checkpoint-4")
-    complete_checkpoint(tmp_path / "checkpoint-12")
+    checkpoint_folder(tmp_path / "checkpoint-4")
+    checkpoint_folder(tmp_path / "checkpoint-12")
     partial = tmp_path / "checkpoint-16"  # a kill -9 or a full disk during a save: a config and half the weights
     partial.mkdir()
     (partial / "config.json").write_text("{}")
     (partial / "model.safetensors").write_bytes((tmp_path / "checkpoint-12" / "model.safetensors").read_bytes()[:-8])
-    no_rng = complete_checkpoint(tmp_path / "checkpoint-14")
+    no_rng = checkpoint_folder(tmp_path / "checkpoint-14")
     (no_rng / "rng_state.pth").unlink()
-    cut = complete_checkpoint(tmp_path / "checkpoint-13")
+    cut = checkpoint_folder(tmp_path / "checkpoint-13")
     whole = (cut / "model.safetensors").read_bytes()
     (cut / "model.safetensors").write_bytes(whole[:-8])  # the last two of the four float32 zeros
     for value in ("true", "last"):

@@ -117,19 +117,18 @@ class _WithoutVideoProcessor(ProcessorMixin):
         super().__init__(*args, **kwargs)
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor, _WithoutVideoProcessor):
+def _image_only(processor_class):
+    """A Qwen VL processor class (image processor, tokenizer, video processor) without its video slot."""
+
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+        processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    bases = (processor_class, _WithoutVideoProcessor)
+    return type(f"ImageOnly{processor_class.__name__}", bases, {"__init__": __init__, "__module__": __name__})
 
 
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor, _WithoutVideoProcessor):
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor, _WithoutVideoProcessor):  # Qwen3.5's processor too
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+ImageOnlyQwen2VLProcessor = _image_only(Qwen2VLProcessor)
+ImageOnlyQwen3VLProcessor = _image_only(Qwen3VLProcessor)  # Qwen3.5's processor too
 
 
 @functools.cache
@@ -145,7 +144,7 @@ def image_audio_gemma4_processor_class():
     return ImageAudioGemma4Processor
 
 
-QWEN_PROCESSORS = {"qwen2_vl": ImageOnlyQwen2VLProcessor, "qwen2_5_vl": ImageOnlyQwen2_5_VLProcessor,
+QWEN_PROCESSORS = {"qwen2_vl": ImageOnlyQwen2VLProcessor, "qwen2_5_vl": _image_only(Qwen2_5_VLProcessor),
                    "qwen3_vl": ImageOnlyQwen3VLProcessor, "qwen3_5": ImageOnlyQwen3VLProcessor,
                    "qwen3_5_moe": ImageOnlyQwen3VLProcessor}  # fmt: skip
 

@@ -4,10 +4,17 @@ DeepSpeed, FSDP), and each missing or broken part named."""
 import pytest
 import torch
 from safetensors.torch import save_file
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from symnoise_trl.hf.checkpoint_files import checkpoint_problem, newest_complete_checkpoint, safetensors_problem
+from symnoise_trl.hf.checkpoint_files import (
+    CHECKPOINT_PREFIX,
+    checkpoint_problem,
+    newest_complete_checkpoint,
+    safetensors_problem,
+)
 
-PLAIN = ["trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"]
+from helpers.checkpoints import PLAIN, checkpoint_folder
+
 LAYOUTS = {
     "plain": (PLAIN, None),
     "lora": (["trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state_1.pth"],
@@ -22,22 +29,10 @@ LAYOUTS = {
 }  # fmt: skip
 
 
-def make(folder, names):
-    folder.mkdir()
-    for name in names:
-        if name.endswith("/"):
-            (folder / name).mkdir()
-        elif name.endswith(".safetensors"):
-            save_file({"weight": torch.zeros(4)}, str(folder / name))
-        else:
-            (folder / name).write_text("{}")
-    return folder
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_each_layout_and_each_missing_part(tmp_path, layout):
     names, problem = LAYOUTS[layout]
-    found = checkpoint_problem(make(tmp_path / "checkpoint-8", names))
+    found = checkpoint_problem(checkpoint_folder(tmp_path / "checkpoint-8", names))
     assert found == problem if problem is None else found.startswith(problem)
 
 
@@ -54,12 +49,16 @@ def test_safetensors_files_cut_short_or_scrambled_are_named(tmp_path):
     assert safetensors_problem(path) == "is corrupt (its header is not JSON)"
 
 
+def test_the_checkpoint_names_are_transformers_own():
+    assert CHECKPOINT_PREFIX == f"{PREFIX_CHECKPOINT_DIR}-"
+
+
 def test_the_newest_complete_checkpoint_and_the_newer_folders_skipped(tmp_path):
-    make(tmp_path / "checkpoint-4", PLAIN)
-    make(tmp_path / "checkpoint-12", PLAIN)
-    make(tmp_path / "checkpoint-16", PLAIN[1:])
-    make(tmp_path / ".staging-checkpoint-20", [])
-    make(tmp_path / "checkpoint-final", PLAIN)  # not a step: not a checkpoint-N
+    checkpoint_folder(tmp_path / "checkpoint-4", PLAIN)
+    checkpoint_folder(tmp_path / "checkpoint-12", PLAIN)
+    checkpoint_folder(tmp_path / "checkpoint-16", PLAIN[1:])
+    checkpoint_folder(tmp_path / ".staging-checkpoint-20", [])
+    checkpoint_folder(tmp_path / "checkpoint-final", PLAIN)  # not a step: not a checkpoint-N
     folder, skipped = newest_complete_checkpoint(tmp_path)
     assert folder == str(tmp_path / "checkpoint-12")
     assert skipped == [f"Skipping {tmp_path / '.staging-checkpoint-20'}: a save that did not finish",
