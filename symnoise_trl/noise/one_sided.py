@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..kernels.reference import rademacher_signs
 from ..kernels.symnoise_op import symnoise_unchecked
 
 
@@ -24,6 +25,15 @@ def _unit_gaussian(shape, generator, device) -> torch.Tensor:
 
 _UNIT_NOISE = {"uniform": _unit_uniform, "gaussian": _unit_gaussian}
 ONE_SIDED = ("rademacher", *_UNIT_NOISE)
+
+
+def unit_noise(distribution: str, n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
+    """The noise of `distribution` (one of ONE_SIDED) for `seed` at RMS 1, an fp32 (n_rows, dim) tensor: what
+    `one_sided_noise` adds to rows of width `dim` at scale 1 (the research harness's fixed directions)."""
+    if distribution == "rademacher":
+        return rademacher_signs(n_rows, dim, seed, device).float()
+    generator = torch.Generator(device=device or "cpu").manual_seed(seed)
+    return _UNIT_NOISE[distribution]((n_rows, dim), generator, device)
 
 
 def one_sided_noise(

@@ -18,6 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
+from . import sensitivity
 from .report import pyplot, table
 
 SETTINGS = {
@@ -28,7 +29,12 @@ SETTINGS = {
     "gaussian_5": ["--symnoise_alpha", "5", "--symnoise_distribution", "gaussian"],
     "rademacher_5": ["--symnoise_alpha", "5", "--symnoise_distribution", "rademacher"],
     "symnoise_5": ["--symnoise_alpha", "5"],
+    # NEFTune on twice the per-device batch: as many sequences through the model per step as SymNoise's two copies, so
+    # that SymNoise is compared with what its 2x compute would buy a one-sided noise.
+    "neftune_5_equal_compute": ["--neftune_noise_alpha", "5"],
 }
+DOUBLED_BATCH = {"neftune_5_equal_compute"}
+SENSITIVITY_PREFIXES = ("clean_loss_token", *(f"{d}_" for d in ("rademacher", "uniform")))
 # The quickstart recipe (examples/quickstart.yaml, without checkpoints).
 DEFAULT_TRAINING = [
     "--num_train_epochs", "6", "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
@@ -38,23 +44,66 @@ DEFAULT_TRAINING = [
 ]  # fmt: skip
 METRICS = ["heldout_loss", "exact_match", "mean_chars", "mean_whitespace_tokens", "rep2_percent", "log_diversity",
            "train_loss", "train_seconds"]  # fmt: skip
+UNTRAINED = "untrained"  # the report's row for the base model (--evaluate_base)
 
 
-def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], eval_prompts, eval_limit: int | None,
-                max_new_tokens: int) -> dict:  # fmt: skip
-    """Train one setting with one seed into output_dir/<name>/seed<seed>, evaluate it; returns its metrics."""
+def sft_argument(arguments: list[str], name: str) -> str | None:
+    """The value `symnoise-sft` will see for `--name` in `arguments` (the last one given, `--name V` or `--name=V`)."""
+    value = None
+    for i, argument in enumerate(arguments):
+        if argument == f"--{name}" and i + 1 < len(arguments):
+            value = arguments[i + 1]
+        elif argument.startswith(f"--{name}="):
+            value = argument.split("=", 1)[1]
+    return value
+
+
+def setting_arguments(name: str, extra: list[str]) -> list[str]:
+    """The `symnoise-sft` arguments of a setting, after DEFAULT_TRAINING and `extra`."""
+    arguments = list(SETTINGS[name])
+    if name in DOUBLED_BATCH:
+        batch = int(sft_argument([*DEFAULT_TRAINING, *extra], "per_device_train_batch_size"))
+        arguments += ["--per_device_train_batch_size", str(2 * batch)]
+    return arguments
+
+
+def flat_sensitivity(metrics: dict) -> dict:
+    """`symnoise-evaluate`'s sensitivity terms as flat metrics: "<direction>_<term>_<token|sequence>_<alpha>"."""
+    found = metrics.pop("sensitivity", None)
+    if found is None:
+        return {}
+    flat = {"clean_loss_token": found["clean_loss_token"]}
+    for direction in sensitivity.DIRECTIONS:
+        for alpha, row in found[direction].items():
+            flat.update({f"{direction}_{key}_{alpha}": value for key, value in row.items()})
+    return flat
+
+
+def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], evaluation: dict) -> dict:
+    """Train one setting with one seed into output_dir/<name>/seed<seed>, evaluate it (`evaluation`: keyword
+    arguments of `evaluate`); returns its metrics."""
     from ..cli.command import run
     from .evaluate import evaluate
 
     model_dir = output_dir / name / f"seed{seed}"
     start = time.perf_counter()
-    trainer = run([*DEFAULT_TRAINING, "--seed", str(seed), *SETTINGS[name], *extra, "--output_dir", str(model_dir)])
+    arguments = [*DEFAULT_TRAINING, "--seed", str(seed), *extra, *setting_arguments(name, extra)]
+    trainer = run([*arguments, "--output_dir", str(model_dir)])
     seconds = time.perf_counter() - start
     train_loss = next(h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h)
-    metrics = evaluate(model_dir, eval_prompts, output_dir=model_dir / "eval", limit=eval_limit,
-                       max_new_tokens=max_new_tokens)  # fmt: skip
-    return {**metrics, "model": _shown(trainer.model.config.name_or_path), "setting": name, "seed": seed,
-            "train_loss": train_loss, "train_seconds": seconds}  # fmt: skip
+    metrics = evaluate(model_dir, output_dir=model_dir / "eval", **evaluation)
+    return {**metrics, **flat_sensitivity(metrics), "model": _shown(trainer.model.config.name_or_path),
+            "setting": name, "seed": seed, "train_loss": train_loss, "train_seconds": seconds}  # fmt: skip
+
+
+def evaluate_base(output_dir: Path, extra: list[str], evaluation: dict) -> dict:
+    """The base model that every setting starts from, evaluated as it is (the report's "untrained" row)."""
+    from ..quickstart.tiny_model import tiny_model_path
+    from .evaluate import evaluate
+
+    model = sft_argument(extra, "model_name_or_path") or str(tiny_model_path())
+    metrics = evaluate(model, output_dir=output_dir / UNTRAINED / "eval", **evaluation)
+    return {**metrics, **flat_sensitivity(metrics), "model": _shown(model), "setting": UNTRAINED, "seed": 0}
 
 
 def _shown(argument: str) -> str:
@@ -70,7 +119,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     for setting in settings:
         group = [r for r in runs if r["setting"] == setting]
         row = {"setting": setting, "seeds": len(group)}
-        for metric in METRICS:
+        for metric in [*METRICS, *(key for key in group[0] if key.startswith(SENSITIVITY_PREFIXES))]:
             if metric in group[0]:
                 values = [r[metric] for r in group]
                 row[metric] = statistics.fmean(values)
@@ -79,14 +128,17 @@ def summarise(runs: list[dict]) -> list[dict]:
     return summary
 
 
+def _cells(summary: list[dict], columns: list[str]) -> list[dict]:
+    return [{"setting": row["setting"], "seeds": row["seeds"],
+             **{m: f"{row[m]:.4g} ± {row[m + '_sd']:.2g}" for m in columns[2:] if m in row}}
+            for row in summary]  # fmt: skip
+
+
 def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: list[str]) -> Path:
     summary = summarise(runs)
-    columns = ["setting", "seeds", *(m for m in METRICS if m in summary[0])]
-    cells = [
-        {"setting": row["setting"], "seeds": row["seeds"],
-         **{m: f"{row[m]:.4g} ± {row[m + '_sd']:.2g}" for m in columns[2:]}}
-        for row in summary
-    ]  # fmt: skip
+    trained = [row for row in summary if row["setting"] != UNTRAINED]
+    columns = ["setting", "seeds", *(m for m in METRICS if m in trained[0])]
+    cells = _cells(summary, columns)
     lines = [
         "# Noise ablation",
         "",
@@ -97,6 +149,21 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
         "",
         table(cells, columns),
     ]
+    alphas = _sensitivity_alphas(summary[0])
+    if alphas:
+        columns = ["setting", "seeds", "clean_loss_token"]
+        columns += [f"{d}_{t}_token_{a}" for d in sensitivity.DIRECTIONS for t in sensitivity.TERMS for a in alphas]
+        lines += [
+            "",
+            "## Sensitivity",
+            "",
+            "How far the held-out loss moves along a fixed noise direction at the training noise's scale"
+            " (`symnoise_trl/research/sensitivity.py`): per completion token, the first-order term |L+ - L-| / 2 and"
+            " the curvature term (L+ + L- - 2 L0) / 2 for each direction and alpha, and the clean loss of the same"
+            " tokens. Per-sequence terms are in results.json.",
+            "",
+            table(_cells(summary, columns), columns),
+        ]
     if _plot(summary, output_dir / "report.png"):
         lines += ["", "![held-out loss, exact match and 2-gram repetition per setting (mean and spread)](report.png)"]
     path = output_dir / "report.md"
@@ -105,17 +172,46 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
     return path
 
 
+def _sensitivity_alphas(row: dict) -> list[str]:
+    """The alphas of a summary row's sensitivity terms ("rademacher_first_order_token_5" -> "5"), in order."""
+    keys = [key for key in row if key.startswith("rademacher_first_order_token_") and not key.endswith("_sd")]
+    return sorted((key.rsplit("_", 1)[1] for key in keys), key=float)
+
+
 def _plot(summary: list[dict], path: Path) -> bool:
     plt = pyplot()
     if plt is None:
         return False
-    keys = [k for k in ("heldout_loss", "exact_match", "rep2_percent") if k in summary[0]]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    # exact match is left out where no answer can match (free-form references: every run 0)
+    keys = [k for k in ("heldout_loss", "exact_match", "rep2_percent") if any(r.get(k) for r in summary)]
+    alphas = _sensitivity_alphas(summary[0])
+    panels = [(d, term) for term in sensitivity.TERMS for d in sensitivity.DIRECTIONS] if alphas else []
+    columns = max(len(keys), len(panels))
+    fig, axes = plt.subplots(1 + bool(panels), columns, figsize=(4.2 * columns, 3.6 * (1 + bool(panels))),
+                             squeeze=False)  # fmt: skip
+    for ax, key in zip(axes[0], keys, strict=False):
         ax.bar([r["setting"] for r in summary], [r[key] for r in summary], yerr=[r[f"{key}_sd"] for r in summary],
                capsize=3)  # fmt: skip
         ax.set_title(f"{key} (mean ± sd)")
         ax.tick_params(axis="x", rotation=60, labelsize=8)
+    # The terms divided by alpha (first order) and alpha^2 (curvature): flat where the leading term rules, and the
+    # settings' differences readable at every alpha.
+    for ax, (direction, term) in zip(axes[-1], panels, strict=False):
+        power = 1 if term == "first_order" else 2
+        for i, row in enumerate(summary):
+            keys_at = [f"{direction}_{term}_token_{a}" for a in alphas]
+            x = [float(a) * (1 + 0.03 * (i - len(summary) / 2)) for a in alphas]  # side by side
+            ax.errorbar(x, [row[k] / float(a) ** power for k, a in zip(keys_at, alphas, strict=True)],
+                        yerr=[row[f"{k}_sd"] / float(a) ** power for k, a in zip(keys_at, alphas, strict=True)],
+                        marker="o", capsize=3, label=row["setting"])  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xticks([float(a) for a in alphas], alphas)
+        ax.minorticks_off()
+        ax.set_xlabel("alpha")
+        ax.set_title(f"{term.replace('_', '-')} term per token / alpha^{power}\n{direction} direction", fontsize=9)
+        ax.legend(fontsize=6)
+    for ax in [*axes[0][len(keys) :], *(axes[-1][len(panels) :] if panels else [])]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -127,9 +223,32 @@ def main(argv=None) -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {list(SETTINGS)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; one run per setting and seed")
-    parser.add_argument("--eval_prompts", default=None, help="prompts file (default: the quickstart held-out split)")
+    parser.add_argument(
+        "--eval_prompts",
+        default=None,
+        help="prompts file, or sharegpt (held-out ShareGPT); default: the quickstart held-out split",
+    )
     parser.add_argument("--eval_limit", type=int, default=None, help="evaluate the first N held-out prompts only")
     parser.add_argument("--max_new_tokens", type=int, default=32)
+    parser.add_argument(
+        "--eval_max_length",
+        type=int,
+        default=None,
+        help="symnoise-evaluate's --max_length: leave out longer prompts, cut scored sequences",
+    )
+    parser.add_argument("--chat_template", action="store_true", help="evaluate with the tokenizer's chat template")
+    parser.add_argument(
+        "--sensitivity",
+        default=None,
+        metavar="ALPHAS",
+        help="symnoise-evaluate's --sensitivity: comma-separated alphas, e.g. 1,5,10",
+    )
+    parser.add_argument("--sensitivity_seed", type=int, default=0)
+    parser.add_argument(
+        "--evaluate_base",
+        action="store_true",
+        help="also evaluate the base model as it is (the report's 'untrained' row)",
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -143,12 +262,24 @@ def main(argv=None) -> None:
         seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    alphas = []
+    if args.sensitivity is not None:
+        try:
+            alphas = sensitivity.check_alphas(float(a) for a in args.sensitivity.split(","))
+            sensitivity.check_seed(args.sensitivity_seed)
+        except ValueError as error:
+            parser.error(f"--sensitivity takes comma-separated alphas > 0 and --sensitivity_seed one in [0, 2**31) "
+                         f"({error})")  # fmt: skip
+    evaluation = dict(prompts=args.eval_prompts, limit=args.eval_limit, max_new_tokens=args.max_new_tokens,
+                      max_length=args.eval_max_length, chat_template=args.chat_template, sensitivity_alphas=alphas,
+                      sensitivity_seed=args.sensitivity_seed)  # fmt: skip
     output_dir = Path(args.output_dir)
-    runs = [
-        run_setting(s, output_dir, seed, extra, args.eval_prompts, args.eval_limit, args.max_new_tokens)
-        for s in settings
-        for seed in seeds
-    ]
+    runs = []
+    for setting, seed in [(s, seed) for s in settings for seed in seeds]:
+        runs.append(run_setting(setting, output_dir, seed, extra, evaluation))
+        write_report(runs, output_dir, seeds, extra)  # after every run: a long ablation shows its progress
+    if args.evaluate_base:
+        runs.append(evaluate_base(output_dir, extra, evaluation))
     path = write_report(runs, output_dir, seeds, extra)
     print(path.read_text())
     print(f"Report: {path}")

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from ..cli import sharegpt
 from ..hf.internals import import_bitsandbytes_quietly
 from ..quickstart.tasks import DATA_DIR, is_correct
+from . import sensitivity
 
 
 def whitespace_tokens(text: str) -> list[str]:
@@ -58,7 +60,10 @@ def response_metrics(responses: list[str]) -> dict[str, float]:
 
 
 def load_prompts(path) -> list[dict]:
-    """Rows with "prompt" (or "instruction", copied to "prompt") and optionally "completion"."""
+    """Rows with "prompt" (or "instruction", copied to "prompt") and optionally "completion"; "sharegpt" (not a file
+    of that name): the first exchange of each held-out ShareGPT conversation (`cli/sharegpt.py`)."""
+    if str(path) == sharegpt.NAME and not Path(path).exists():
+        return sharegpt.heldout_prompts()
     text = Path(path).read_text()
     if text.lstrip().startswith("["):
         rows = json.loads(text)
@@ -104,18 +109,25 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, 
     return responses
 
 
+def scored_example(tokenizer, prompt: str, completion: str, max_length: int | None = None) -> tuple[list[int], int]:
+    """The token ids of prompt + completion + EOS, cut to `max_length` tokens, and the prompt's length in tokens (the
+    completion's tokens are those after it)."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    full_ids = tokenizer(prompt + completion + (tokenizer.eos_token or ""))["input_ids"]
+    return full_ids[:max_length], len(prompt_ids)
+
+
 @torch.no_grad()
-def heldout_loss(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16) -> float:
-    """Mean negative log-likelihood per completion token given its prompt (the model as it is: no noise)."""
+def heldout_loss(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16,
+                 max_length: int | None = None) -> float:  # fmt: skip
+    """Mean negative log-likelihood per completion token given its prompt (the model as it is: no noise), over each
+    prompt + completion cut to `max_length` tokens."""
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(prompts), batch_size):
-        rows = []
-        for prompt, completion in zip(prompts[start : start + batch_size], completions[start : start + batch_size],
-                                      strict=True):  # fmt: skip
-            prompt_ids = tokenizer(prompt)["input_ids"]
-            full_ids = tokenizer(prompt + completion + (tokenizer.eos_token or ""))["input_ids"]
-            rows.append((full_ids, len(prompt_ids)))
+        rows = [scored_example(tokenizer, prompt, completion, max_length)
+                for prompt, completion in zip(prompts[start : start + batch_size],
+                                              completions[start : start + batch_size], strict=True)]  # fmt: skip
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
         labels = torch.full((len(rows), width), -100)
@@ -139,12 +151,29 @@ def alpaca_eval_records(rows: list[dict], responses: list[str], generator: str) 
             for row, response in zip(rows, responses, strict=True)]  # fmt: skip
 
 
-def evaluate(model_path, prompts_path=None, *, output_dir=None, max_new_tokens: int = 32, batch_size: int = 32,
-             limit: int | None = None, chat_template: bool = False, generator: str | None = None) -> dict:  # fmt: skip
+def evaluate(model_path, prompts=None, *, output_dir=None, max_new_tokens: int = 32, batch_size: int = 32,
+             limit: int | None = None, chat_template: bool = False, generator: str | None = None,
+             max_length: int | None = None, sensitivity_alphas=(), sensitivity_seed: int = 0) -> dict:  # fmt: skip
     """Generate for every prompt, compute the metrics, and write metrics.json, generations.jsonl and
-    alpaca_eval.json into `output_dir` (when given). Returns the metrics."""
+    alpaca_eval.json into `output_dir` (when given). Returns the metrics. `prompts`: rows as `load_prompts` returns
+    them, or what it takes (default: the quickstart held-out split).
+
+    `max_length` leaves out the prompts of `max_length` tokens or more (counted in "n_prompts_too_long") and cuts
+    each scored prompt + completion to `max_length` tokens. `sensitivity_alphas` (one or more alphas > 0) adds
+    "sensitivity", the loss's first-order and curvature terms along noise directions (`sensitivity.py`), on the rows
+    with a reference completion, with noise seeds from `sensitivity_seed`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
+        raise ValueError(f"max_length must be an int >= 2 (prompt and at least one answer token) or None, got "
+                         f"{max_length!r}")  # fmt: skip
+    rows = prompts if isinstance(prompts, list) else load_prompts(prompts or DATA_DIR / "test.jsonl")
+    rows = [dict(row) for row in rows[:limit]]
+    if sensitivity_alphas:
+        sensitivity_alphas = sensitivity.check_alphas(sensitivity_alphas)
+        sensitivity_seed = sensitivity.check_seed(sensitivity_seed)
+        if not any("completion" in row for row in rows):
+            raise ValueError("sensitivity_alphas needs prompts with a reference 'completion' (the loss it perturbs)")
     try:
         from peft import AutoPeftModelForCausalLM
 
@@ -153,17 +182,27 @@ def evaluate(model_path, prompts_path=None, *, output_dir=None, max_new_tokens: 
         is_adapter = False
     model = (AutoPeftModelForCausalLM if is_adapter else AutoModelForCausalLM).from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    rows = load_prompts(prompts_path or DATA_DIR / "test.jsonl")[:limit]
-    prompts = _prompt_texts(tokenizer, rows, chat_template)
-    responses = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    texts = _prompt_texts(tokenizer, rows, chat_template)
+    too_long = 0
+    if max_length is not None:
+        kept = [i for i, text in enumerate(texts) if len(tokenizer(text)["input_ids"]) < max_length]
+        too_long = len(rows) - len(kept)
+        rows, texts = [rows[i] for i in kept], [texts[i] for i in kept]
+    responses = generate(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     metrics = {"model": str(model_path), "n_prompts": len(rows), **response_metrics(responses)}
+    if max_length is not None:
+        metrics.update(max_length=max_length, n_prompts_too_long=too_long)
     with_reference = [i for i, row in enumerate(rows) if "completion" in row]
     if with_reference:
         references = [rows[i] for i in with_reference]
-        metrics["heldout_loss"] = heldout_loss(model, tokenizer, [prompts[i] for i in with_reference],
-                                               [r["completion"] for r in references], batch_size)  # fmt: skip
+        scored_prompts, completions = [texts[i] for i in with_reference], [r["completion"] for r in references]
+        metrics["heldout_loss"] = heldout_loss(model, tokenizer, scored_prompts, completions, batch_size, max_length)
         correct = [is_correct(row, responses[i]) for row, i in zip(references, with_reference, strict=True)]
         metrics["exact_match"] = sum(correct) / len(correct)
+        if sensitivity_alphas:
+            examples = [scored_example(tokenizer, p, c, max_length)
+                        for p, c in zip(scored_prompts, completions, strict=True)]  # fmt: skip
+            metrics["sensitivity"] = sensitivity.measure(model, examples, sensitivity_alphas, sensitivity_seed)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +254,9 @@ def main(argv=None) -> None:
                         help="the model before training (e.g. the base model): evaluated too, and shown side by side "
                         "with --model, with a verdict line; its files go to OUTPUT_DIR/baseline")  # fmt: skip
     parser.add_argument("--baseline_name", default="baseline", help="what to call --baseline in the comparison")
-    parser.add_argument("--prompts", default=None, help="JSONL/JSON prompts; default: the quickstart held-out split")
+    parser.add_argument("--prompts", default=None,
+                        help="JSONL/JSON prompts, or sharegpt (held-out ShareGPT first turns: the sharegpt extra); "
+                        "default: the quickstart held-out split")  # fmt: skip
     parser.add_argument("--output_dir", default=None,
                         help="where to write metrics.json, generations.jsonl, alpaca_eval.json (default: MODEL/eval "
                         "for a local model, eval/<name> for a Hub model)")  # fmt: skip
@@ -224,16 +265,51 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N prompts only")
     parser.add_argument("--chat_template", action="store_true", help="wrap each prompt in the tokenizer's template")
     parser.add_argument("--generator", default=None, help="name in the AlpacaEval export (default: model folder)")
+    parser.add_argument(
+        "--max_length",
+        type=int,
+        default=None,
+        help="leave out prompts of this many tokens or more, and score prompt + completion cut to it",
+    )
+    parser.add_argument(
+        "--sensitivity",
+        default=None,
+        metavar="ALPHAS",
+        help="comma-separated alphas, e.g. 1,5,10: measure how the held-out loss moves along noise "
+        "directions at each (first-order and curvature terms; needs reference completions)",
+    )
+    parser.add_argument("--sensitivity_seed", type=int, default=0, help="the noise directions' seed, in [0, 2**31)")
     args = parser.parse_args(argv)
+    alphas = []
+    if args.sensitivity is not None:
+        try:
+            alphas = sensitivity.check_alphas(float(a) for a in args.sensitivity.split(","))
+        except ValueError:
+            parser.error(f"--sensitivity takes comma-separated alphas > 0, e.g. 1,5,10; got {args.sensitivity!r}")
+    try:
+        sensitivity.check_seed(args.sensitivity_seed)
+    except ValueError:
+        parser.error(f"--sensitivity_seed must be in [0, 2**31), got {args.sensitivity_seed}")
+    if args.max_length is not None and args.max_length < 2:
+        parser.error(f"--max_length must be at least 2 (a prompt token and an answer token), got {args.max_length}")
     output_dir = Path(args.output_dir or default_output_dir(args.model))
     options = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
-                   chat_template=args.chat_template)  # fmt: skip
-    metrics = evaluate(args.model, args.prompts, output_dir=output_dir, generator=args.generator, **options)
+                   chat_template=args.chat_template, max_length=args.max_length, sensitivity_alphas=alphas,
+                   sensitivity_seed=args.sensitivity_seed)  # fmt: skip
+    try:
+        rows = load_prompts(args.prompts or DATA_DIR / "test.jsonl")  # a missing extra is named before models load
+    except sharegpt.ShareGPTError as error:
+        parser.error(str(error))
+    metrics = evaluate(args.model, rows, output_dir=output_dir, generator=args.generator, **options)
     print(f"Evaluated {args.model}: {summary_line(metrics)}")
+    if "sensitivity" in metrics:
+        print(sensitivity.table(metrics["sensitivity"]))
     print(f"Wrote metrics.json, generations.jsonl and alpaca_eval.json to {output_dir}")
     if args.baseline is not None:
-        before = evaluate(args.baseline, args.prompts, output_dir=output_dir / "baseline", **options)
+        before = evaluate(args.baseline, rows, output_dir=output_dir / "baseline", **options)
         print(f"Evaluated the baseline {args.baseline}: {summary_line(before)}")
+        if "sensitivity" in before:
+            print(sensitivity.table(before["sensitivity"]))
         print(comparison(before, metrics, args.baseline_name))
 
 

@@ -8,7 +8,7 @@ from transformers.integrations.neftune import neftune_post_forward_hook
 
 from symnoise_trl import SymNoiseSFTConfig, SymNoiseSFTTrainer
 from symnoise_trl.kernels import symnoise
-from symnoise_trl.noise.one_sided import ONE_SIDED, one_sided_noise
+from symnoise_trl.noise.one_sided import ONE_SIDED, one_sided_noise, unit_noise
 from symnoise_trl.noise.plan import noise_scale
 from symnoise_trl.noise.seeds import seed_tensor
 
@@ -39,6 +39,15 @@ def test_mean_zero_and_rms_alpha_over_sqrt_3ld(distribution):
         assert torch.allclose(noise.abs(), scale[:, None].expand_as(noise))
     if distribution == "uniform":
         assert noise.abs().max().item() <= math.sqrt(3) * rms * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("distribution", ONE_SIDED)
+def test_unit_noise_is_what_one_sided_noise_adds_at_scale_one(distribution):
+    # The research harness's fixed directions (research/sensitivity.py) are the training noise, not a lookalike.
+    unit = unit_noise(distribution, 6, 200, seed=41)
+    assert unit.dtype == torch.float32 and unit.shape == (6, 200)
+    assert torch.equal(unit, noise_of(distribution, torch.zeros(6, 200), torch.ones(6), seed=41))
+    assert not torch.equal(unit, unit_noise(distribution, 6, 200, seed=42))
 
 
 def test_uniform_is_transformers_neftune():
