@@ -39,6 +39,8 @@ def load_sft_dataset(name: str, config: str | None = None, streaming: bool = Fal
     inside with neither."""
     path = Path(name).expanduser()
     if name == sharegpt.NAME and not path.exists():
+        if config is not None:
+            raise DataError(f"{name} has no configurations; leave out --dataset_config (got {config!r})")
         return sharegpt.sharegpt_dataset(streaming=streaming)
     if not path.exists() and (path.suffix.lower() in FILE_BUILDERS or name.startswith((".", "/", "~"))):
         raise DataError(f"{name}: no such file or folder; give a .json, .jsonl, .csv or .parquet file or a folder")

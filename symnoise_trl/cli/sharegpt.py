@@ -77,8 +77,10 @@ def to_messages(record: dict) -> list[dict]:
     left)."""
     turns = list(record.get("conversations") or [])
     messages = []
-    if turns and turns[0].get("from") == "system" and (turns[0].get("value") or "").strip():
-        messages.append({"role": "system", "content": turns.pop(0)["value"]})
+    if turns and turns[0].get("from") == "system":
+        system = turns.pop(0).get("value")
+        if isinstance(system, str) and system.strip():  # an empty system prompt is none
+            messages.append({"role": "system", "content": system})
     while turns and ROLES.get(turns[0].get("from")) == "assistant":
         turns.pop(0)
     expected = "user"

@@ -25,6 +25,7 @@ EXPECTED_TRAIN = {
     "trail_0": [("user", "Say hi."), ("assistant", "Hi!")],  # the unanswered last question is dropped
     "empty_0": [("user", "Write a haiku."), ("assistant", "Old pond, a frog jumps.")],  # ends before an empty turn
     "double_0": [("user", "First question."), ("assistant", "First answer.")],  # ends where alternation breaks
+    "blanksys_0": [("user", "Hello?"), ("assistant", "Hello!")],  # an empty system prompt is none
 }  # fmt: skip
 EXPECTED_TEST = ["heldaaap_0", "heldaaap_1", "heldaaaR_0"]  # both parts of heldaaap stay together
 
@@ -45,7 +46,7 @@ def packaged_fixture(monkeypatch, tmp_path):
 def test_complete_records_stop_at_the_cut_tail():
     text = FIXTURE.read_text()
     records, cut = sharegpt.complete_records(text)
-    assert [r["id"] for r in records][-1] == "heldaaaR_0" and len(records) == 12
+    assert [r["id"] for r in records][-1] == "blanksys_0" and len(records) == 13
     assert cut == len(text) - text.index('{\n    "id": "cut_0"') > 0
     whole = json.dumps(records)  # one line, no indentation: the same records, nothing cut
     assert sharegpt.complete_records(whole) == (records, 0)
@@ -95,6 +96,14 @@ def test_symnoise_sft_trains_on_sharegpt_from_a_cached_copy(packaged_fixture, tm
     monkeypatch.setattr(sharegpt, "read_sharegpt", not_again)
     again = run([*argv, "--output_dir", str(tmp_path / "second"), "--max_steps", "1"])
     assert len(again.train_dataset) == len(EXPECTED_TRAIN)
+
+
+def test_sharegpt_has_no_configuration(packaged_fixture):
+    from symnoise_trl.cli.data import DataError, load_sft_dataset
+
+    with pytest.raises(DataError, match=r"sharegpt has no configurations; leave out --dataset_config \(got 'v4'\)"):
+        load_sft_dataset("sharegpt", "v4")
+    assert list(load_sft_dataset("sharegpt", streaming=True)["train"])[0]["id"] == "conv1_0"
 
 
 def test_symnoise_evaluate_takes_sharegpt_prompts(packaged_fixture):
