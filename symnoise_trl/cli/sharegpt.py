@@ -49,25 +49,31 @@ def packaged_file():
 
 def complete_records(text: str, source: str = NAME) -> tuple[list[dict], int]:
     """The records of a JSON array that are complete, and the number of characters after the last one that were not
-    (0 when the array is whole). A record that is malformed before the tail is an error, not a skip."""
+    (0 when no record was cut: the array is whole, or it ends between two records). A broken record before the tail,
+    or a record that is not an object, is an error, not a skip."""
     if not text.lstrip().startswith("["):
         raise ShareGPTError(f"{source}: a ShareGPT file is a JSON array of records, it starts with {text[:20]!r}")
     decoder, between = json.JSONDecoder(), re.compile(r"[\s,]*")
     records, position = [], text.index("[") + 1
+    closed = text.rstrip().endswith("]")
     while True:
         position = between.match(text, position).end()
-        if position == len(text):  # cut off between two records
-            return records, 0
-        if text[position] == "]":
+        if position == len(text) or text[position] == "]":
             return records, 0
         try:
             record, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            # Cut off: the text ends inside the record (a string never closed - strings cannot span lines, so this
-            # is the end - or nothing left where a value was due). Anything else is a broken record.
-            if error.msg.startswith("Unterminated string") or error.pos >= len(text.rstrip()):
+            # The cut: the array is not closed and no record starts after the failure (every record has a
+            # "conversations" key). The failure itself can be anywhere in the cut record: an unclosed string, a
+            # half escape, a half literal.
+            if not closed and text.find('"conversations"', error.pos) == -1:
                 return records, len(text) - position
             raise ShareGPTError(f"{source}: record {len(records) + 1} is not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("conversations", []), list):
+            raise ShareGPTError(
+                f"{source}: record {len(records) + 1} is not a ShareGPT record "
+                '({"id": ..., "conversations": [{"from": ..., "value": ...}, ...]})'
+            )
         records.append(record)
         position = end
 
@@ -75,7 +81,7 @@ def complete_records(text: str, source: str = NAME) -> tuple[list[dict], int]:
 def to_messages(record: dict) -> list[dict]:
     """A ShareGPT record's conversation as TRL messages, cleaned as the module docstring says ([] when nothing is
     left)."""
-    turns = list(record.get("conversations") or [])
+    turns = [turn for turn in record.get("conversations") or [] if isinstance(turn, dict)]
     messages = []
     if turns and turns[0].get("from") == "system":
         system = turns.pop(0).get("value")
@@ -95,10 +101,21 @@ def to_messages(record: dict) -> list[dict]:
     return messages if any(m["role"] == "assistant" for m in messages) else []
 
 
+PART = re.compile(r"_(\d+)$")  # V3 splits long conversations into parts "<id>_0", "<id>_1", ...
+
+
 def is_heldout(record_id: str) -> bool:
-    """Whether a conversation is in the held-out split: by its id without the "_<part>" suffix."""
-    conversation = re.sub(r"_\d+$", "", str(record_id))
-    return zlib.crc32(conversation.encode()) % HELDOUT_BUCKETS == 0
+    """Whether a conversation is in the held-out split: by its id without the "_<part>" suffix (a record without an
+    id is trained on)."""
+    conversation = PART.sub("", str(record_id or ""))
+    return bool(conversation) and zlib.crc32(conversation.encode()) % HELDOUT_BUCKETS == 0
+
+
+def is_first_part(record_id: str) -> bool:
+    """Whether a record starts its conversation (part 0, or not split): a later part's first question has lost the
+    exchanges before it."""
+    part = PART.search(str(record_id or ""))
+    return part is None or int(part.group(1)) == 0
 
 
 def read_sharegpt(path=None) -> dict[str, list[dict]]:
@@ -144,10 +161,11 @@ def sharegpt_dataset(path=None, streaming: bool = False):
 
 
 def heldout_prompts(path=None) -> list[dict]:
-    """The first exchange of each held-out conversation as {"id", "prompt", "completion"} (symnoise-evaluate's rows;
-    a leading system message is dropped, as evaluation prompts carry none)."""
+    """The first exchange of each held-out conversation as {"id", "prompt", "completion"} (symnoise-evaluate's rows):
+    from the records that start a conversation (`is_first_part`), so that no prompt lacks its context; a leading
+    system message is dropped, as evaluation prompts carry none."""
     rows = []
-    for row in read_sharegpt(path)["test"]:
+    for row in filter(lambda row: is_first_part(row["id"]), read_sharegpt(path)["test"]):
         user, assistant = [m for m in row["messages"] if m["role"] != "system"][:2]
         rows.append({"id": row["id"], "prompt": user["content"], "completion": assistant["content"]})
     return rows

@@ -1,10 +1,12 @@
 """Research: `symnoise-ablate`, the paper's Table 4 noise ablation on one model and data set, one budget, seeds.
 
-Settings: none, NEFTune alpha 5/10/15 (transformers' hook), Gaussian and Rademacher ("Bernoulli") noise at alpha 5
-(one-sided, RMS-matched to SymNoise), and SymNoise alpha 5. Each is trained with `symnoise-sft` once per seed (same
-steps and sequences per step for every setting), evaluated with `symnoise_trl.research.evaluate`, and summarised in
-report.md as the mean and standard deviation over the seeds (+ a plot with the spread), so that a difference can be
-read against the noise of the seed.
+Settings (by default the paper's): none, NEFTune alpha 5/10/15 (transformers' hook), Gaussian and Rademacher
+("Bernoulli") noise at alpha 5 (one-sided, RMS-matched to SymNoise), and SymNoise alpha 5; besides them
+`neftune_5_equal_compute`, NEFTune on twice the batch for as many steps: as many sequences through the model as
+SymNoise's two copies. Each is trained with `symnoise-sft` once per seed (the same steps and sequences per step for
+every setting, the doubled batch aside), evaluated with `symnoise_trl.research.evaluate` (`--sensitivity_alphas` adds
+the sensitivity terms), and summarised in report.md as the mean and standard deviation over the seeds (+ a plot with
+the spread), so that a difference can be read against the noise of the seed.
 
     symnoise-ablate --output_dir ablation                       # CPU default: the quickstart model and tasks
     symnoise-ablate --settings none,symnoise_5 --seeds 0,1 --output_dir ab -- --model_name_or_path Qwen/Qwen2.5-0.5B
@@ -34,7 +36,8 @@ SETTINGS = {
     "neftune_5_equal_compute": ["--neftune_noise_alpha", "5"],
 }
 DOUBLED_BATCH = {"neftune_5_equal_compute"}
-SENSITIVITY_PREFIXES = ("clean_loss_token", *(f"{d}_" for d in ("rademacher", "uniform")))
+TABLE_4 = [name for name in SETTINGS if name not in DOUBLED_BATCH]  # the default: the paper's settings
+SENSITIVITY_PREFIXES = ("clean_loss_token", *(f"{d}_" for d in sensitivity.DIRECTIONS))
 # The quickstart recipe (examples/quickstart.yaml, without checkpoints).
 DEFAULT_TRAINING = [
     "--num_train_epochs", "6", "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
@@ -47,39 +50,44 @@ METRICS = ["heldout_loss", "exact_match", "mean_chars", "mean_whitespace_tokens"
 UNTRAINED = "untrained"  # the report's row for the base model (--evaluate_base)
 
 
-def sft_argument(arguments: list[str], name: str) -> str | None:
-    """The value `symnoise-sft` will see for `--name` in `arguments` (the last one given, `--name V` or `--name=V`)."""
-    value = None
-    for i, argument in enumerate(arguments):
-        if argument == f"--{name}" and i + 1 < len(arguments):
-            value = arguments[i + 1]
-        elif argument.startswith(f"--{name}="):
-            value = argument.split("=", 1)[1]
-    return value
+def resolve_training(extra: list[str], output_dir: Path):
+    """symnoise-sft's own reading of DEFAULT_TRAINING + `extra` (config files and spellings included), checked before
+    the first run: its (training arguments, model arguments). A bad argument exits 2 with symnoise-sft's message."""
+    from ..cli.command import make_parser, parse_command_line
+
+    parser = make_parser()
+    try:
+        command = parse_command_line(parser, [*DEFAULT_TRAINING, *extra, "--output_dir", str(output_dir)])
+    except ValueError as error:
+        parser.error(str(error))
+    return command.training_args, command.model_args
 
 
-def setting_arguments(name: str, extra: list[str]) -> list[str]:
-    """The `symnoise-sft` arguments of a setting, after DEFAULT_TRAINING and `extra`."""
+def setting_arguments(name: str, training) -> list[str]:
+    """The `symnoise-sft` arguments of a setting, after DEFAULT_TRAINING and the user's (`training`: their reading).
+    A doubled batch doubles the epochs too, so that it runs as many steps (what --max_steps fixes anyway)."""
     arguments = list(SETTINGS[name])
     if name in DOUBLED_BATCH:
-        batch = int(sft_argument([*DEFAULT_TRAINING, *extra], "per_device_train_batch_size"))
-        arguments += ["--per_device_train_batch_size", str(2 * batch)]
+        arguments += ["--per_device_train_batch_size", str(2 * training.per_device_train_batch_size),
+                      "--num_train_epochs", str(2 * training.num_train_epochs)]  # fmt: skip
     return arguments
 
 
 def flat_sensitivity(metrics: dict) -> dict:
-    """`symnoise-evaluate`'s sensitivity terms as flat metrics: "<direction>_<term>_<token|sequence>_<alpha>"."""
+    """`metrics` with symnoise-evaluate's sensitivity terms flattened: "<direction>_<term>_<token|sequence>_<alpha>"
+    and "clean_loss_token" in place of the nested "sensitivity"."""
+    metrics = dict(metrics)
     found = metrics.pop("sensitivity", None)
     if found is None:
-        return {}
-    flat = {"clean_loss_token": found["clean_loss_token"]}
+        return metrics
+    metrics["clean_loss_token"] = found["clean_loss_token"]
     for direction in sensitivity.DIRECTIONS:
         for alpha, row in found[direction].items():
-            flat.update({f"{direction}_{key}_{alpha}": value for key, value in row.items()})
-    return flat
+            metrics.update({f"{direction}_{key}_{alpha}": value for key, value in row.items()})
+    return metrics
 
 
-def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], evaluation: dict) -> dict:
+def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], training, evaluation: dict) -> dict:
     """Train one setting with one seed into output_dir/<name>/seed<seed>, evaluate it (`evaluation`: keyword
     arguments of `evaluate`); returns its metrics."""
     from ..cli.command import run
@@ -87,23 +95,24 @@ def run_setting(name: str, output_dir: Path, seed: int, extra: list[str], evalua
 
     model_dir = output_dir / name / f"seed{seed}"
     start = time.perf_counter()
-    arguments = [*DEFAULT_TRAINING, "--seed", str(seed), *extra, *setting_arguments(name, extra)]
+    arguments = [*DEFAULT_TRAINING, "--seed", str(seed), *extra, *setting_arguments(name, training)]
     trainer = run([*arguments, "--output_dir", str(model_dir)])
     seconds = time.perf_counter() - start
     train_loss = next(h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h)
-    metrics = evaluate(model_dir, output_dir=model_dir / "eval", **evaluation)
-    return {**metrics, **flat_sensitivity(metrics), "model": _shown(trainer.model.config.name_or_path),
-            "setting": name, "seed": seed, "train_loss": train_loss, "train_seconds": seconds}  # fmt: skip
+    metrics = flat_sensitivity(evaluate(model_dir, output_dir=model_dir / "eval", **evaluation))
+    return {**metrics, "model": _shown(trainer.model.config.name_or_path), "setting": name, "seed": seed,
+            "train_loss": train_loss, "train_seconds": seconds, "steps": trainer.state.global_step}  # fmt: skip
 
 
-def evaluate_base(output_dir: Path, extra: list[str], evaluation: dict) -> dict:
-    """The base model that every setting starts from, evaluated as it is (the report's "untrained" row)."""
+def evaluate_base(output_dir: Path, model, evaluation: dict) -> dict:
+    """The base model that every setting starts from (`model`: symnoise-sft's model arguments), evaluated as it is:
+    the report's "untrained" row."""
     from ..quickstart.tiny_model import tiny_model_path
     from .evaluate import evaluate
 
-    model = sft_argument(extra, "model_name_or_path") or str(tiny_model_path())
-    metrics = evaluate(model, output_dir=output_dir / UNTRAINED / "eval", **evaluation)
-    return {**metrics, **flat_sensitivity(metrics), "model": _shown(model), "setting": UNTRAINED, "seed": 0}
+    base = model.model_name_or_path or str(tiny_model_path())
+    metrics = flat_sensitivity(evaluate(base, output_dir=output_dir / UNTRAINED / "eval", **evaluation))
+    return {**metrics, "model": _shown(base), "setting": UNTRAINED, "seed": 0}
 
 
 def _shown(argument: str) -> str:
@@ -142,7 +151,8 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
     lines = [
         "# Noise ablation",
         "",
-        f"Base model: `{runs[0]['model']}`, trained per setting with the same steps and sequences per step, seeds"
+        f"Base model: `{runs[0]['model']}`, trained per setting with the same steps and sequences per step (twice"
+        f" the sequences for {', '.join(sorted(DOUBLED_BATCH))}), seeds"
         f" {', '.join(map(str, seeds))}; extra arguments: `{' '.join(map(_shown, extra)) or 'none'}`. Evaluated on"
         f" {runs[0]['n_prompts']} held-out prompts (greedy). Each cell is the mean ± the sample standard deviation"
         " over the seeds. exact_match and heldout_loss need reference completions.",
@@ -186,6 +196,8 @@ def _plot(summary: list[dict], path: Path) -> bool:
     keys = [k for k in ("heldout_loss", "exact_match", "rep2_percent") if any(r.get(k) for r in summary)]
     alphas = _sensitivity_alphas(summary[0])
     panels = [(d, term) for term in sensitivity.TERMS for d in sensitivity.DIRECTIONS] if alphas else []
+    if not keys and not panels:
+        return False
     columns = max(len(keys), len(panels))
     fig, axes = plt.subplots(1 + bool(panels), columns, figsize=(4.2 * columns, 3.6 * (1 + bool(panels))),
                              squeeze=False)  # fmt: skip
@@ -221,7 +233,7 @@ def _plot(summary: list[dict], path: Path) -> bool:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="symnoise-ablate", description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {list(SETTINGS)}")
+    parser.add_argument("--settings", default=",".join(TABLE_4), help=f"comma-separated, from {list(SETTINGS)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; one run per setting and seed")
     parser.add_argument(
         "--eval_prompts",
@@ -238,12 +250,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--chat_template", action="store_true", help="evaluate with the tokenizer's chat template")
     parser.add_argument(
-        "--sensitivity",
+        "--sensitivity_alphas",
         default=None,
         metavar="ALPHAS",
-        help="symnoise-evaluate's --sensitivity: comma-separated alphas, e.g. 1,5,10",
+        help="symnoise-evaluate's --sensitivity_alphas: comma-separated alphas, e.g. 2,5,10",
     )
-    parser.add_argument("--sensitivity_seed", type=int, default=0)
+    parser.add_argument("--sensitivity_seed", type=int, default=0, help="symnoise-evaluate's --sensitivity_seed")
     parser.add_argument(
         "--evaluate_base",
         action="store_true",
@@ -262,24 +274,25 @@ def main(argv=None) -> None:
         seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-    alphas = []
-    if args.sensitivity is not None:
-        try:
-            alphas = sensitivity.check_alphas(float(a) for a in args.sensitivity.split(","))
-            sensitivity.check_seed(args.sensitivity_seed)
-        except ValueError as error:
-            parser.error(f"--sensitivity takes comma-separated alphas > 0 and --sensitivity_seed one in [0, 2**31) "
-                         f"({error})")  # fmt: skip
-    evaluation = dict(prompts=args.eval_prompts, limit=args.eval_limit, max_new_tokens=args.max_new_tokens,
+    from .evaluate import check_options, load_prompts
+
+    try:  # everything the evaluations take, before the first run trains
+        alphas = sensitivity.parse_alphas(args.sensitivity_alphas) if args.sensitivity_alphas is not None else []
+        check_options(args.eval_max_length, alphas, args.sensitivity_seed)
+        prompts = load_prompts(args.eval_prompts) if args.eval_prompts else None
+    except ValueError as error:  # it names the option ("sensitivity_alphas must be ...") or the prompts
+        parser.error(f"--{error}" if str(error).startswith(("max_length", "sensitivity")) else str(error))
+    evaluation = dict(prompts=prompts, limit=args.eval_limit, max_new_tokens=args.max_new_tokens,
                       max_length=args.eval_max_length, chat_template=args.chat_template, sensitivity_alphas=alphas,
                       sensitivity_seed=args.sensitivity_seed)  # fmt: skip
     output_dir = Path(args.output_dir)
+    training, model = resolve_training(extra, output_dir)
     runs = []
     for setting, seed in [(s, seed) for s in settings for seed in seeds]:
-        runs.append(run_setting(setting, output_dir, seed, extra, evaluation))
+        runs.append(run_setting(setting, output_dir, seed, extra, training, evaluation))
         write_report(runs, output_dir, seeds, extra)  # after every run: a long ablation shows its progress
     if args.evaluate_base:
-        runs.append(evaluate_base(output_dir, extra, evaluation))
+        runs.append(evaluate_base(output_dir, model, evaluation))
     path = write_report(runs, output_dir, seeds, extra)
     print(path.read_text())
     print(f"Report: {path}")

@@ -2,13 +2,16 @@
 
     symnoise-evaluate --model outputs/quickstart                      # the quickstart's held-out tasks
     symnoise-evaluate --model my-model --prompts prompts.jsonl --output_dir evals/my-model
+    symnoise-evaluate --model my-model --prompts sharegpt --chat_template --max_length 128 --sensitivity_alphas 2,5,10
 
 Writes metrics.json, generations.jsonl and alpaca_eval.json to --output_dir: by default `eval/` inside a local model
 folder, or `eval/<model name>` in the current folder for a Hub model.
 
 Prompts are JSON lines (or a JSON list) with "prompt" or "instruction", and optionally "completion" (the reference
 answer: enables held-out loss and exact match). The response metrics are those of the paper's Table 5 (after NEFTune's
-evaluation); their exact definitions are in the docstrings below.
+evaluation); their exact definitions are in the docstrings below. `--prompts sharegpt` takes held-out ShareGPT
+conversations (`cli/sharegpt.py`, the sharegpt extra); `--sensitivity_alphas` adds how far the held-out loss moves
+along noise directions (`sensitivity.py`, docs/sensitivity.md).
 """
 
 import argparse
@@ -64,6 +67,8 @@ def load_prompts(path) -> list[dict]:
     of that name): the first exchange of each held-out ShareGPT conversation (`cli/sharegpt.py`)."""
     if str(path) == sharegpt.NAME and not Path(path).exists():
         return sharegpt.heldout_prompts()
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such prompts file (JSON lines or a JSON list, or {sharegpt.NAME})")
     text = Path(path).read_text()
     if text.lstrip().startswith("["):
         rows = json.loads(text)
@@ -111,10 +116,24 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, 
 
 def scored_example(tokenizer, prompt: str, completion: str, max_length: int | None = None) -> tuple[list[int], int]:
     """The token ids of prompt + completion + EOS, cut to `max_length` tokens, and the prompt's length in tokens (the
-    completion's tokens are those after it)."""
+    completion's tokens are those after it). Tokenized as one text; where a token would straddle the boundary (the
+    prompt's tokens are not a prefix of the whole's), the two parts are tokenized apart instead."""
     prompt_ids = tokenizer(prompt)["input_ids"]
-    full_ids = tokenizer(prompt + completion + (tokenizer.eos_token or ""))["input_ids"]
+    ending = completion + (tokenizer.eos_token or "")
+    full_ids = tokenizer(prompt + ending)["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        full_ids = prompt_ids + tokenizer(ending, add_special_tokens=False)["input_ids"]
     return full_ids[:max_length], len(prompt_ids)
+
+
+def check_options(max_length=None, sensitivity_alphas=(), sensitivity_seed=0) -> tuple:
+    """`evaluate`'s options, checked where they enter (the function and both commands): a ValueError names the
+    option and what it takes. Returns them normalised (the alphas as a list of floats)."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
+        raise ValueError(f"max_length must be an int >= 2 (a prompt token and an answer token) or None, got "
+                         f"{max_length!r}")  # fmt: skip
+    alphas = sensitivity.check_alphas(sensitivity_alphas) if sensitivity_alphas else []
+    return max_length, alphas, sensitivity.check_seed(sensitivity_seed)
 
 
 @torch.no_grad()
@@ -164,23 +183,21 @@ def evaluate(model_path, prompts=None, *, output_dir=None, max_new_tokens: int =
     with a reference completion, with noise seeds from `sensitivity_seed`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
-        raise ValueError(f"max_length must be an int >= 2 (prompt and at least one answer token) or None, got "
-                         f"{max_length!r}")  # fmt: skip
+    max_length, sensitivity_alphas, sensitivity_seed = check_options(max_length, sensitivity_alphas, sensitivity_seed)
     rows = prompts if isinstance(prompts, list) else load_prompts(prompts or DATA_DIR / "test.jsonl")
     rows = [dict(row) for row in rows[:limit]]
-    if sensitivity_alphas:
-        sensitivity_alphas = sensitivity.check_alphas(sensitivity_alphas)
-        sensitivity_seed = sensitivity.check_seed(sensitivity_seed)
-        if not any("completion" in row for row in rows):
-            raise ValueError("sensitivity_alphas needs prompts with a reference 'completion' (the loss it perturbs)")
+    if sensitivity_alphas and not any("completion" in row for row in rows):
+        raise ValueError("sensitivity_alphas needs prompts with a reference 'completion' (the loss it perturbs)")
     try:
         from peft import AutoPeftModelForCausalLM
 
         is_adapter = (Path(model_path) / "adapter_config.json").exists()
     except ImportError:
         is_adapter = False
-    model = (AutoPeftModelForCausalLM if is_adapter else AutoModelForCausalLM).from_pretrained(model_path)
+    # NOTE: the sensitivity terms are differences of losses at s ~ 1e-2 per element: in bf16 they would sit at the
+    # rounding floor, so a model stored in bf16 is measured in float32.
+    dtype = torch.float32 if sensitivity_alphas else "auto"
+    model = (AutoPeftModelForCausalLM if is_adapter else AutoModelForCausalLM).from_pretrained(model_path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     texts = _prompt_texts(tokenizer, rows, chat_template)
     too_long = 0
@@ -188,6 +205,9 @@ def evaluate(model_path, prompts=None, *, output_dir=None, max_new_tokens: int =
         kept = [i for i, text in enumerate(texts) if len(tokenizer(text)["input_ids"]) < max_length]
         too_long = len(rows) - len(kept)
         rows, texts = [rows[i] for i in kept], [texts[i] for i in kept]
+        if sensitivity_alphas and not any("completion" in row for row in rows):
+            raise ValueError(f"sensitivity_alphas: no prompt with a reference 'completion' is shorter than "
+                             f"max_length={max_length} tokens")  # fmt: skip
     responses = generate(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     metrics = {"model": str(model_path), "n_prompts": len(rows), **response_metrics(responses)}
     if max_length is not None:
@@ -272,33 +292,26 @@ def main(argv=None) -> None:
         help="leave out prompts of this many tokens or more, and score prompt + completion cut to it",
     )
     parser.add_argument(
-        "--sensitivity",
+        "--sensitivity_alphas",
         default=None,
         metavar="ALPHAS",
         help="comma-separated alphas, e.g. 1,5,10: measure how the held-out loss moves along noise "
         "directions at each (first-order and curvature terms; needs reference completions)",
     )
-    parser.add_argument("--sensitivity_seed", type=int, default=0, help="the noise directions' seed, in [0, 2**31)")
+    parser.add_argument("--sensitivity_seed", type=int, default=0, help="the noise directions' seed, in [0, 2**63)")
     args = parser.parse_args(argv)
-    alphas = []
-    if args.sensitivity is not None:
-        try:
-            alphas = sensitivity.check_alphas(float(a) for a in args.sensitivity.split(","))
-        except ValueError:
-            parser.error(f"--sensitivity takes comma-separated alphas > 0, e.g. 1,5,10; got {args.sensitivity!r}")
     try:
-        sensitivity.check_seed(args.sensitivity_seed)
-    except ValueError:
-        parser.error(f"--sensitivity_seed must be in [0, 2**31), got {args.sensitivity_seed}")
-    if args.max_length is not None and args.max_length < 2:
-        parser.error(f"--max_length must be at least 2 (a prompt token and an answer token), got {args.max_length}")
+        alphas = sensitivity.parse_alphas(args.sensitivity_alphas) if args.sensitivity_alphas is not None else []
+        check_options(args.max_length, alphas, args.sensitivity_seed)
+    except ValueError as error:  # it names the option: "max_length must be ..."
+        parser.error(f"--{error}")
     output_dir = Path(args.output_dir or default_output_dir(args.model))
     options = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
                    chat_template=args.chat_template, max_length=args.max_length, sensitivity_alphas=alphas,
                    sensitivity_seed=args.sensitivity_seed)  # fmt: skip
     try:
         rows = load_prompts(args.prompts or DATA_DIR / "test.jsonl")  # a missing extra is named before models load
-    except sharegpt.ShareGPTError as error:
+    except ValueError as error:  # no such file, a row without a prompt, ShareGPT without its package
         parser.error(str(error))
     metrics = evaluate(args.model, rows, output_dir=output_dir, generator=args.generator, **options)
     print(f"Evaluated {args.model}: {summary_line(metrics)}")

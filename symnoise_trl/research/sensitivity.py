@@ -14,9 +14,12 @@ NEFTune's), both from `noise.one_sided.unit_noise` with the example's own seed (
 alpha. The loss is the negative log-likelihood of the completion's tokens:
   per token     the terms of each completion token's loss, averaged over every scored token of every example;
   per sequence  the terms of each example's mean completion loss, averaged over the examples.
-(A per-sequence first-order term is at most the per-token one: opposite token gradients cancel in the mean.)
+(Within one example the per-sequence first-order term is at most the mean of its tokens': opposite token gradients
+cancel in the mean.) The spec, and what the terms say about training: docs/sensitivity.md.
 """
 
+import hashlib
+import struct
 from collections.abc import Callable
 
 import torch
@@ -26,31 +29,45 @@ from ..noise.plan import noise_scale
 
 DIRECTIONS = ("rademacher", "uniform")
 TERMS = ("first_order", "curvature")
-MAX_SEED = 2**31  # example_seed packs the seed and the example's index into one Philox seed below 2**63
 
 
 def example_seed(seed: int, index: int) -> int:
-    """The noise seed of held-out example `index` (0-based) of a measurement with `seed`."""
-    return seed * 2**32 + index
-
-
-def check_alphas(alphas) -> list[float]:
-    """The alphas of a measurement: finite numbers > 0, at least one (a ValueError naming them otherwise)."""
-    values = list(alphas)
-    if not values or any(isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < float("inf")
-                         for a in values):  # fmt: skip
-        raise ValueError(f"sensitivity_alphas must be one or more finite numbers > 0, got {values!r}")
-    return [float(a) for a in values]
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
-        raise ValueError(f"the sensitivity seed must be an int in [0, 2**31), got {seed!r}")
-    return seed
+    """The noise seed of example `index` (0-based) of a measurement with `seed`: a 64-bit BLAKE2b digest of the two,
+    in [0, 2**63). A digest rather than `seed * 2**32 + index`: torch's CPU generator (the uniform direction) keeps
+    only a seed's low 32 bits."""
+    digest = hashlib.blake2b(struct.pack("<2Q", seed, index), digest_size=8, person=b"sensitivity").digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def _key(alpha: float) -> str:
     return f"{alpha:g}"
+
+
+def check_alphas(alphas) -> list[float]:
+    """The alphas of a measurement: distinct finite numbers > 0, at least one (a ValueError naming them otherwise)."""
+    values = list(alphas)
+    if not values or any(isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < float("inf")
+                         for a in values):  # fmt: skip
+        raise ValueError(f"sensitivity_alphas must be one or more finite numbers > 0, got {values!r}")
+    keys = [_key(a) for a in values]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"sensitivity_alphas must be distinct (to 6 significant digits), got {values!r}")
+    return [float(a) for a in values]
+
+
+def parse_alphas(text: str) -> list[float]:
+    """Comma-separated alphas, as the command lines take them ("2,5,10"), checked."""
+    try:
+        values = [float(a) for a in text.split(",")]
+    except ValueError:
+        raise ValueError(f"sensitivity_alphas must be comma-separated numbers, e.g. 2,5,10; got {text!r}") from None
+    return check_alphas(values)
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"sensitivity_seed must be an int in [0, 2**63), got {seed!r}")
+    return seed
 
 
 @torch.no_grad()
@@ -111,7 +128,7 @@ def summarise(per_example: list[dict], alphas: list[float]) -> dict:
         clean.add(terms["clean"], terms["clean"].mean())
         for direction in DIRECTIONS:
             for alpha in alphas:
-                half_difference, curvature = terms[direction, alpha].values()
+                half_difference, curvature = (terms[direction, alpha][k] for k in ("half_difference", "curvature"))
                 # Per sequence: the terms of the mean loss, |mean(L+ - L-)| / 2 and the mean curvature.
                 totals[direction, alpha, "first_order"].add(half_difference.abs(), half_difference.mean().abs())
                 totals[direction, alpha, "curvature"].add(curvature, curvature.mean())
@@ -138,6 +155,9 @@ def measure(model, examples: list[tuple[list[int], int]], alphas, seed: int = 0,
     embed = model.get_input_embeddings()
     per_example = []
     for index, (ids, prompt_length) in enumerate(tqdm(examples, desc="Sensitivity", disable=not progress)):
+        if not 0 < prompt_length < len(ids):
+            raise ValueError(f"example {index} has {prompt_length} prompt tokens of {len(ids)}: the measurement needs "
+                             "at least one prompt token and one answer token")  # fmt: skip
         input_ids = torch.tensor(ids, device=model.device)
         token_losses = causal_lm_token_losses(model, input_ids, prompt_length)
         per_example.append(example_terms(token_losses, embed(input_ids), alphas, example_seed(seed, index)))

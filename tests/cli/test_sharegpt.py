@@ -54,12 +54,28 @@ def test_complete_records_stop_at_the_cut_tail():
     assert sharegpt.complete_records(between) == (records[:-1], 0)
 
 
+@pytest.mark.parametrize("cut_inside", ["a string", "an escape", "a literal", "a key"])
+def test_a_record_cut_anywhere_is_the_tail(cut_inside):
+    whole = json.dumps([{"id": "a_0", "conversations": [{"from": "human", "value": "x"}]},
+                        {"id": "b_0", "conversations": [{"from": "human", "value": "caf\u00e9", "n": True}]}],
+                       indent=2, ensure_ascii=True)  # fmt: skip
+    end = {"a string": whole.index("caf") + 2, "an escape": whole.index("\\u00e9") + 3,
+           "a literal": whole.index("true") + 2, "a key": whole.rindex('"conversations"') + 6}[cut_inside]  # fmt: skip
+    records, cut = sharegpt.complete_records(whole[:end])
+    assert [r["id"] for r in records] == ["a_0"] and cut == end - whole.index('{\n    "id": "b_0"')
+
+
 def test_a_broken_record_before_the_tail_is_an_error_not_a_skip():
     text = FIXTURE.read_text().replace('"from": "gpt",\n        "value": "(continued)', '"from": gpt",\n"', 1)
     with pytest.raises(sharegpt.ShareGPTError, match=r"record 2 is not valid JSON"):
         sharegpt.complete_records(text, "broken.json")
     with pytest.raises(sharegpt.ShareGPTError, match=r"a ShareGPT file is a JSON array"):
         sharegpt.complete_records('{"id": "x"}')
+    with pytest.raises(sharegpt.ShareGPTError, match=r"record 2 is not a ShareGPT record"):
+        sharegpt.complete_records('[{"id": "a", "conversations": []}, ["not", "a", "record"]]')
+    closed = '[{"id": "a", "conversations": []}, {"id": "b", "conversations": [}]'  # whole, so not a cut
+    with pytest.raises(sharegpt.ShareGPTError, match=r"record 2 is not valid JSON"):
+        sharegpt.complete_records(closed)
 
 
 def test_each_kind_of_conversation_is_cleaned_and_split():
@@ -69,13 +85,13 @@ def test_each_kind_of_conversation_is_cleaned_and_split():
     assert train == EXPECTED_TRAIN
     assert [row["id"] for row in splits["test"]] == EXPECTED_TEST
     assert all(sharegpt.is_heldout(i) for i in EXPECTED_TEST) and not any(map(sharegpt.is_heldout, EXPECTED_TRAIN))
+    assert not sharegpt.is_heldout("") and not sharegpt.is_heldout(None)  # no id: trained on (crc32 of "" is 0)
 
 
 def test_heldout_prompts_are_the_first_exchanges():
     rows = sharegpt.heldout_prompts(FIXTURE)
-    assert rows == [
+    assert rows == [  # not heldaaap_1: a later part, whose "And 'chien'?" has lost its context
         {"id": "heldaaap_0", "prompt": "Translate 'chat' from French.", "completion": "It means 'cat'."},
-        {"id": "heldaaap_1", "prompt": "And 'chien'?", "completion": "It means 'dog'."},
         {"id": "heldaaaR_0", "prompt": "Two plus two?", "completion": "Four."},  # the system message is not a prompt
     ]
 

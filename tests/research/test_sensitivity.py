@@ -89,6 +89,23 @@ def test_quadratic_loss_has_its_closed_form(direction):
     assert summary["4"]["curvature_token"] / summary["0.5"]["curvature_token"] == pytest.approx(64, rel=1e-6)
 
 
+def test_every_example_and_seed_has_its_own_directions():
+    seeds = {sensitivity.example_seed(seed, index) for seed in (0, 1, 2**40) for index in range(50)}
+    assert len(seeds) == 150 and all(0 <= s < 2**63 for s in seeds)
+    # torch's CPU generator keeps a seed's low 32 bits: the uniform direction must still change with the seed.
+    low_bits = {s & 0xFFFFFFFF for s in seeds}
+    assert len(low_bits) == 150
+    first = [sensitivity.unit_noise("uniform", 2, 8, sensitivity.example_seed(seed, 0)) for seed in (0, 2**32)]
+    assert not torch.equal(*first)
+
+
+def test_examples_without_a_prompt_or_an_answer_token_are_refused():
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path())
+    for example in (([5, 6, 7], 3), ([5, 6, 7], 0)):
+        with pytest.raises(ValueError, match=r"example 0 has \d prompt tokens of 3: the measurement needs at least"):
+            sensitivity.measure(model, [example], [5.0], progress=False)
+
+
 def test_the_perturbations_are_the_training_noise_at_its_scale():
     seen = []
 
@@ -123,7 +140,6 @@ def test_the_terms_are_first_and_second_order_on_a_transformer():
         for unit in ("token", "sequence"):
             assert large[f"first_order_{unit}"] / small[f"first_order_{unit}"] == pytest.approx(2, rel=0.02)
             assert large[f"curvature_{unit}"] / small[f"curvature_{unit}"] == pytest.approx(4, rel=0.05)
-        assert small["first_order_sequence"] <= small["first_order_token"] + 1e-15  # cancellation in the mean
     n_tokens = sum(len(ids) - prompt for ids, prompt in examples)
     assert result["n_sequences"] == 2 and result["n_tokens"] == n_tokens
     prompts, completions = ["Sort ascending: 3 1 2\n", "What is 12 + 30?\n"], [" 1 2 3", " 42"]
@@ -134,15 +150,19 @@ def test_the_terms_are_first_and_second_order_on_a_transformer():
 def test_symnoise_evaluate_reports_the_terms(tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     rows = [{"prompt": "Sort ascending: 3 1 2\n", "completion": " 1 2 3"},
-            {"prompt": "Reverse: abc\n", "completion": " cba"},
+            {"prompt": "Reverse: abc\n", "completion": " cba" + " and more" * 20},  # cut to 24 tokens
             {"prompt": "x " * 40, "completion": " too long"}]  # fmt: skip
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     main(["--model", str(tiny_model_path()), "--prompts", str(prompts), "--output_dir", str(tmp_path / "eval"),
-          "--sensitivity", "1,5", "--max_length", "24", "--max_new_tokens", "2"])  # fmt: skip
+          "--sensitivity_alphas", "1,5", "--max_length", "24", "--max_new_tokens", "2"])  # fmt: skip
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_prompts"] == 2 and metrics["n_prompts_too_long"] == 1  # the 40-word prompt has 40+ tokens
     found = metrics["sensitivity"]
     assert found["alphas"] == [1.0, 5.0] and found["n_sequences"] == 2
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    lengths = [len(tokenizer(r["prompt"])["input_ids"]) for r in rows[:2]]
+    full = len(tokenizer(rows[0]["prompt"] + rows[0]["completion"] + tokenizer.eos_token)["input_ids"])
+    assert found["n_tokens"] == (full - lengths[0]) + (24 - lengths[1])  # the second cut at --max_length
     assert found["clean_loss_token"] == pytest.approx(metrics["heldout_loss"], rel=1e-6)
     for direction in sensitivity.DIRECTIONS:
         assert set(found[direction]) == {"1", "5"}
@@ -156,13 +176,17 @@ def test_symnoise_evaluate_reports_the_terms(tmp_path, capsys):
 def test_bad_alphas_are_refused_by_name(bad):
     with pytest.raises(ValueError, match="sensitivity_alphas must be one or more finite numbers > 0"):
         sensitivity.check_alphas(bad)
+    with pytest.raises(ValueError, match="sensitivity_alphas must be distinct"):
+        sensitivity.check_alphas([5, 5.0000001])  # the same key in metrics.json
 
 
 def test_bad_options_are_refused_before_the_model_loads(tmp_path, capsys):
-    for argv, expected in ((["--sensitivity", "0,5"], "--sensitivity takes comma-separated alphas > 0"),
-                           (["--sensitivity", "five"], "--sensitivity takes comma-separated alphas > 0"),
-                           (["--sensitivity_seed", "-1"], "--sensitivity_seed must be in [0, 2**31)"),
-                           (["--max_length", "1"], "--max_length must be at least 2")):  # fmt: skip
+    for argv, expected in ((["--sensitivity_alphas", "0,5"], "--sensitivity_alphas must be one or more finite"),
+                           (["--sensitivity_alphas", "five"], "--sensitivity_alphas must be comma-separated numbers"),
+                           (["--sensitivity_alphas", "2,2.0"], "--sensitivity_alphas must be distinct"),
+                           (["--sensitivity_seed", "-1"], "--sensitivity_seed must be an int in [0, 2**63)"),
+                           (["--max_length", "1"], "--max_length must be an int >= 2"),
+                           (["--prompts", str(tmp_path / "no.jsonl")], "no.jsonl: no such prompts file")):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main(["--model", str(tmp_path / "not-loaded"), *argv])
         assert exit_info.value.code == 2 and expected in capsys.readouterr().err
