@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create a virtual environment (once) and install symnoise-trl in editable mode: `bash scripts/setup.sh [EXTRAS]`, e.g.
-# `dev` (tests, lint, Triton for CPU-only torch, bitsandbytes, DeepSpeed), `qlora` (bitsandbytes), `bench` (plots);
-# none for the quickstart.
+# `dev` (tests, lint, Triton for CPU-only torch, bitsandbytes, DeepSpeed, ShareGPT), `qlora` (bitsandbytes), `bench`
+# (plots), `sharegpt` (ShareGPT conversations); none for the quickstart.
 #   SYMNOISE_DEPS=lock (default) installs with constraints/lock.txt: the exact versions CI last passed with.
 #   SYMNOISE_DEPS=newest installs the newest releases pyproject.toml allows instead (what a new user's pip gets).
 #   VENV names the environment's folder (default .venv).
