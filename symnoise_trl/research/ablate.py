@@ -48,6 +48,7 @@ DEFAULT_TRAINING = [
 METRICS = ["heldout_loss", "exact_match", "mean_chars", "mean_whitespace_tokens", "rep2_percent", "log_diversity",
            "train_loss", "train_seconds"]  # fmt: skip
 UNTRAINED = "untrained"  # the report's row for the base model (--evaluate_base)
+BASELINE = "none"  # what the report compares every other setting with, seed by seed
 
 
 def resolve_training(extra: list[str], output_dir: Path):
@@ -174,12 +175,45 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
             "",
             table(_cells(summary, columns), columns),
         ]
+    keys = ["heldout_loss", *(f"rademacher_{t}_token_{a}" for t in sensitivity.TERMS for a in alphas),
+            "mean_whitespace_tokens", "rep2_percent"]  # fmt: skip
+    paired = paired_differences(runs, keys)
+    if paired:
+        lines += [
+            "",
+            f"## Against `{BASELINE}`, seed by seed",
+            "",
+            f"A seed fixes the data order and the initialisation, so each run differs from `{BASELINE}` with the same"
+            " seed by its noise alone: each cell is the mean ± the sample standard deviation over the seeds of (the"
+            f" setting - `{BASELINE}`), and in brackets how many seeds of how many have it below zero.",
+            "",
+            table(paired, ["setting", "seeds", *keys]),
+        ]
     if _plot(summary, output_dir / "report.png"):
         lines += ["", "![held-out loss, exact match and 2-gram repetition per setting (mean and spread)](report.png)"]
     path = output_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     (output_dir / "results.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n")
     return path
+
+
+def paired_differences(runs: list[dict], keys: list[str]) -> list[dict]:
+    """Per trained setting other than BASELINE: each of `keys` as (the setting's run - BASELINE's run with the same
+    seed), summarised over the seeds both have ("mean ± sd [n below zero/n]"); [] without BASELINE or another."""
+    baseline = {r["seed"]: r for r in runs if r["setting"] == BASELINE}
+    rows = []
+    for setting in dict.fromkeys(r["setting"] for r in runs if r["setting"] not in (BASELINE, UNTRAINED)):
+        group = [r for r in runs if r["setting"] == setting and r["seed"] in baseline]
+        if not group:
+            continue
+        row = {"setting": setting, "seeds": len(group)}
+        for key in (k for k in keys if k in group[0]):
+            deltas = [r[key] - baseline[r["seed"]][key] for r in group]
+            spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+            below = sum(d < 0 for d in deltas)
+            row[key] = f"{statistics.fmean(deltas):+.3g} ± {spread:.2g} [{below}/{len(deltas)}]"
+        rows.append(row)
+    return rows
 
 
 def _sensitivity_alphas(row: dict) -> list[str]:

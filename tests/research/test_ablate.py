@@ -73,6 +73,8 @@ def test_equal_compute_doubles_the_batch_and_the_report_has_the_sensitivity(tmp_
     assert "train_loss" not in runs[ablate.UNTRAINED] and runs[ablate.UNTRAINED]["model"] == "tiny-llama-v1"
     report = (tmp_path / "report.md").read_text()
     assert "## Sensitivity" in report and "| untrained | 1 |" in report and "rademacher_first_order_token_5" in report
+    paired = report.split("## Against `none`, seed by seed")[1]
+    assert "| neftune_5_equal_compute | 1 |" in paired and "[" in paired
 
 
 def test_the_doubled_batch_doubles_the_epochs_too(tmp_path):
@@ -97,3 +99,14 @@ def test_bad_evaluation_options_exit_before_training(tmp_path, capsys):
             ablate.main(["--output_dir", str(tmp_path / "out"), *argv])
         assert exit_info.value.code == 2 and expected in capsys.readouterr().err, argv
         assert not (tmp_path / "out").exists()
+
+
+def test_paired_differences_are_taken_seed_by_seed():
+    runs = [{"setting": "none", "seed": 0, "loss": 1.0}, {"setting": "none", "seed": 1, "loss": 2.0},
+            {"setting": "symnoise_5", "seed": 1, "loss": 1.5}, {"setting": "symnoise_5", "seed": 0, "loss": 1.25},
+            {"setting": "neftune_5", "seed": 7, "loss": 0.0},  # no `none` run with seed 7: nothing to pair
+            {"setting": ablate.UNTRAINED, "seed": 0, "loss": 9.0}]  # fmt: skip
+    # seed 0: +0.25, seed 1: -0.5 -> mean -0.125, sd 0.53; one of two below zero
+    assert ablate.paired_differences(runs, ["loss"]) == [{"setting": "symnoise_5", "seeds": 2,
+                                                          "loss": "-0.125 ± 0.53 [1/2]"}]  # fmt: skip
+    assert ablate.paired_differences([r for r in runs if r["setting"] != "none"], ["loss"]) == []
