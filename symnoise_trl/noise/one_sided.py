@@ -27,13 +27,18 @@ _UNIT_NOISE = {"uniform": _unit_uniform, "gaussian": _unit_gaussian}
 ONE_SIDED = ("rademacher", *_UNIT_NOISE)
 
 
+def _drawn(distribution: str, shape, seed: int, device: torch.device) -> torch.Tensor:
+    """The uniform or Gaussian noise at RMS 1 for `seed`, from a generator of its own on `device`."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return _UNIT_NOISE[distribution](shape, generator, device)
+
+
 def unit_noise(distribution: str, n_rows: int, dim: int, seed: int, device=None) -> torch.Tensor:
     """The noise of `distribution` (one of ONE_SIDED) for `seed` at RMS 1, an fp32 (n_rows, dim) tensor: what
     `one_sided_noise` adds to rows of width `dim` at scale 1 (the research harness's fixed directions)."""
     if distribution == "rademacher":
         return rademacher_signs(n_rows, dim, seed, device).float()
-    generator = torch.Generator(device=device or "cpu").manual_seed(seed)
-    return _UNIT_NOISE[distribution]((n_rows, dim), generator, device)
+    return _drawn(distribution, (n_rows, dim), seed, torch.device(device or "cpu"))
 
 
 def one_sided_noise(
@@ -43,6 +48,5 @@ def one_sided_noise(
     scale 0 unchanged. `seed` is a 0-d int64 CPU tensor. The arguments are taken as checked (`SymNoiseSettings`)."""
     if distribution == "rademacher":
         return symnoise_unchecked(x, scale, seed, half="plus", backend=backend)
-    generator = torch.Generator(device=x.device).manual_seed(int(seed))
-    unit = _UNIT_NOISE[distribution](x.shape, generator, x.device)
+    unit = _drawn(distribution, x.shape, int(seed), x.device)
     return (x.float() + unit * scale[..., None]).to(x.dtype)

@@ -12,11 +12,17 @@ from typing import NamedTuple
 import torch
 
 
+def seed_digest(*values: int, person: bytes = b"") -> int:
+    """A seed in [0, 2**63) from integers: a 64-bit BLAKE2b digest of them (`person` keeps one use's seeds apart from
+    another's). Every bit of every value counts, unlike a sum or a shift that a 32-bit generator would truncate."""
+    words = struct.pack(f"<{len(values)}Q", *(v & 0xFFFFFFFFFFFFFFFF for v in values))
+    return int.from_bytes(hashlib.blake2b(words, digest_size=8, person=person).digest(), "little") >> 1
+
+
 def micro_batch_seed(base_seed: int, global_step: int, micro_step: int, rank: int) -> int:
     """A seed in [0, 2**63) from (base seed, optimizer step, micro-step in the accumulation window, data-parallel
-    rank): a 64-bit BLAKE2b digest of the four numbers."""
-    words = struct.pack("<4Q", *(v & 0xFFFFFFFFFFFFFFFF for v in (base_seed, global_step, micro_step, rank)))
-    return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little") >> 1
+    rank): `seed_digest` of the four numbers."""
+    return seed_digest(base_seed, global_step, micro_step, rank)
 
 
 def seed_tensor(seed: int) -> torch.Tensor:

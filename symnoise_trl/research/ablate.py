@@ -74,9 +74,14 @@ def setting_arguments(name: str, training) -> list[str]:
     return arguments
 
 
+def term_key(direction: str, term: str, alpha: str, unit: str = "token") -> str:
+    """A sensitivity term's flat metric name: "<direction>_<term>_<token|sequence>_<alpha>"."""
+    return f"{direction}_{term}_{unit}_{alpha}"
+
+
 def flat_sensitivity(metrics: dict) -> dict:
-    """`metrics` with symnoise-evaluate's sensitivity terms flattened: "<direction>_<term>_<token|sequence>_<alpha>"
-    and "clean_loss_token" in place of the nested "sensitivity"."""
+    """`metrics` with symnoise-evaluate's sensitivity terms flattened (`term_key`) and "clean_loss_token" in place of
+    the nested "sensitivity"."""
     metrics = dict(metrics)
     found = metrics.pop("sensitivity", None)
     if found is None:
@@ -84,7 +89,8 @@ def flat_sensitivity(metrics: dict) -> dict:
     metrics["clean_loss_token"] = found["clean_loss_token"]
     for direction in sensitivity.DIRECTIONS:
         for alpha, row in found[direction].items():
-            metrics.update({f"{direction}_{key}_{alpha}": value for key, value in row.items()})
+            metrics.update({term_key(direction, term, alpha, unit): row[f"{term}_{unit}"]
+                            for term in sensitivity.TERMS for unit in ("token", "sequence")})  # fmt: skip
     return metrics
 
 
@@ -163,7 +169,7 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
     alphas = _sensitivity_alphas(summary[0])
     if alphas:
         columns = ["setting", "seeds", "clean_loss_token"]
-        columns += [f"{d}_{t}_token_{a}" for d in sensitivity.DIRECTIONS for t in sensitivity.TERMS for a in alphas]
+        columns += [term_key(d, t, a) for d in sensitivity.DIRECTIONS for t in sensitivity.TERMS for a in alphas]
         lines += [
             "",
             "## Sensitivity",
@@ -175,7 +181,7 @@ def write_report(runs: list[dict], output_dir: Path, seeds: list[int], extra: li
             "",
             table(_cells(summary, columns), columns),
         ]
-    keys = ["heldout_loss", *(f"rademacher_{t}_token_{a}" for t in sensitivity.TERMS for a in alphas),
+    keys = ["heldout_loss", *(term_key("rademacher", t, a) for t in sensitivity.TERMS for a in alphas),
             "mean_whitespace_tokens", "rep2_percent"]  # fmt: skip
     paired = paired_differences(runs, keys)
     if paired:
@@ -218,7 +224,8 @@ def paired_differences(runs: list[dict], keys: list[str]) -> list[dict]:
 
 def _sensitivity_alphas(row: dict) -> list[str]:
     """The alphas of a summary row's sensitivity terms ("rademacher_first_order_token_5" -> "5"), in order."""
-    keys = [key for key in row if key.startswith("rademacher_first_order_token_") and not key.endswith("_sd")]
+    prefix = term_key("rademacher", "first_order", "")
+    keys = [key for key in row if key.startswith(prefix) and not key.endswith("_sd")]
     return sorted((key.rsplit("_", 1)[1] for key in keys), key=float)
 
 
@@ -245,7 +252,7 @@ def _plot(summary: list[dict], path: Path) -> bool:
     for ax, (direction, term) in zip(axes[-1], panels, strict=False):
         power = 1 if term == "first_order" else 2
         for i, row in enumerate(summary):
-            keys_at = [f"{direction}_{term}_token_{a}" for a in alphas]
+            keys_at = [term_key(direction, term, a) for a in alphas]
             x = [float(a) * (1 + 0.03 * (i - len(summary) / 2)) for a in alphas]  # side by side
             ax.errorbar(x, [row[k] / float(a) ** power for k, a in zip(keys_at, alphas, strict=True)],
                         yerr=[row[f"{k}_sd"] / float(a) ** power for k, a in zip(keys_at, alphas, strict=True)],

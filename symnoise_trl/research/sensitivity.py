@@ -18,14 +18,13 @@ alpha. The loss is the negative log-likelihood of the completion's tokens:
 cancel in the mean.) The spec, and what the terms say about training: docs/sensitivity.md.
 """
 
-import hashlib
-import struct
 from collections.abc import Callable
 
 import torch
 
 from ..noise.one_sided import unit_noise
 from ..noise.plan import noise_scale
+from ..noise.seeds import seed_digest
 
 DIRECTIONS = ("rademacher", "uniform")
 TERMS = ("first_order", "curvature")
@@ -35,8 +34,7 @@ def example_seed(seed: int, index: int) -> int:
     """The noise seed of example `index` (0-based) of a measurement with `seed`: a 64-bit BLAKE2b digest of the two,
     in [0, 2**63). A digest rather than `seed * 2**32 + index`: torch's CPU generator (the uniform direction) keeps
     only a seed's low 32 bits."""
-    digest = hashlib.blake2b(struct.pack("<2Q", seed, index), digest_size=8, person=b"sensitivity").digest()
-    return int.from_bytes(digest, "little") >> 1
+    return seed_digest(seed, index, person=b"sensitivity")
 
 
 def _key(alpha: float) -> str:
